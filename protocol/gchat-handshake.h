@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* The handshake state machines of both sides: pure, bytes in and bytes out, no sockets. */
+
+#pragma once
+
+#include <glib.h>
+
+#include "gchat-channel.h"
+#include "gchat-rsa-key.h"
+
+G_BEGIN_DECLS
+
+#define GCHAT_HANDSHAKE_ERROR (gchat_handshake_error_quark ())
+
+typedef enum {
+  GCHAT_HANDSHAKE_ERROR_MALFORMED, /* wrong size, wrong magic */
+  GCHAT_HANDSHAKE_ERROR_VERSION,   /* the other side speaks another protocol version */
+  GCHAT_HANDSHAKE_ERROR_KEY,       /* the client key did not unwrap, or a weak X25519 key */
+  GCHAT_HANDSHAKE_ERROR_STATE,     /* a message arrived when none was expected */
+} GchatHandshakeError;
+
+#define GCHAT_HANDSHAKE_MAGIC         "GCHT"
+#define GCHAT_HANDSHAKE_MAGIC_SIZE    4
+#define GCHAT_HANDSHAKE_CHALLENGE_SIZE 32
+/* magic, version, challenge, X25519 public key */
+#define GCHAT_HANDSHAKE_HELLO_SIZE    (4 + 1 + 32 + 32)
+
+typedef enum {
+  GCHAT_HANDSHAKE_ROLE_CLIENT,
+  GCHAT_HANDSHAKE_ROLE_SERVER,
+} GchatHandshakeRole;
+
+typedef struct _GchatHandshake GchatHandshake;
+
+GQuark          gchat_handshake_error_quark   (void);
+
+/* The server needs its private key; the client, the server's public key. */
+GchatHandshake *gchat_handshake_new_server    (GchatRsaKey     *server_key);
+GchatHandshake *gchat_handshake_new_client    (GchatRsaKey     *server_public_key);
+void            gchat_handshake_free          (GchatHandshake  *self);
+
+/* One step. The server starts with @input NULL and gets its hello in @output; the client feeds
+ * the hello and gets its client key; the server feeds that and is done (@output NULL). Any
+ * error leaves the handshake failed for good. The server's step with the client key includes an
+ * RSA decryption: run it off the main loop. */
+gboolean        gchat_handshake_step          (GchatHandshake  *self,
+                                               GBytes          *input,
+                                               GBytes         **output,
+                                               GError         **error);
+gboolean        gchat_handshake_is_done       (GchatHandshake  *self);
+/* The sealed channel, once done; the handshake keeps nothing of it. */
+GchatChannel   *gchat_handshake_steal_channel (GchatHandshake  *self);
+/* The SHA-256 of the whole transcript, once done: binds later proofs to this connection. */
+const guint8   *gchat_handshake_get_transcript_hash (GchatHandshake *self);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatHandshake, gchat_handshake_free)
+
+G_END_DECLS

@@ -54,7 +54,7 @@ typedef enum {
 #define GCHAT_PASSWORD_MIN          8
 #define GCHAT_PASSWORD_MAX          1024
 #define GCHAT_TEXT_MAX              (64 * 1024)
-#define GCHAT_USER_LIST_MAX         20000
+#define GCHAT_USER_LIST_MAX         5000  /* longer lists go in several messages */
 #define GCHAT_REASON_MAX            512
 
 typedef struct _GchatMessage GchatMessage;
@@ -114,7 +114,7 @@ gboolean          gchat_message_get_bool         (GchatMessage     *self,
 /* A new NULL-terminated array, or NULL when absent. */
 char            **gchat_message_dup_strv         (GchatMessage     *self,
                                                   const char       *field);
-/* The decoded bytes, or NULL when absent. */
+/* The decoded bytes, owned by the message (transfer none), or NULL when absent. */
 GBytes           *gchat_message_get_bytes        (GchatMessage     *self,
                                                   const char       *field);
 

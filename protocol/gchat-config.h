@@ -31,7 +31,8 @@ GchatConfig  *gchat_config_new                 (void);
 /* Relative paths in the file resolve against the file's own folder. */
 GchatConfig  *gchat_config_new_from_file       (const char   *path,
                                                 GError      **error);
-/* @display_name names the source in messages; relative paths resolve against @base_dir. */
+/* @display_name names the source in messages; relative paths resolve against @base_dir (the
+ * current directory when NULL). */
 GchatConfig  *gchat_config_new_from_data       (const char   *data,
                                                 gsize         len,
                                                 const char   *display_name,

@@ -840,3 +840,9 @@ gchat_fingerprint_format (const guint8 digest[GCHAT_SHA256_SIZE])
 
   return text;
 }
+
+void
+gchat_crypto_shutdown (void)
+{
+  gcry_control (GCRYCTL_CLOSE_RANDOM_DEVICE, 0);
+}

@@ -53,6 +53,14 @@ GchatChannel   *gchat_handshake_steal_channel (GchatHandshake  *self);
 /* The SHA-256 of the whole transcript, once done: binds later proofs to this connection. */
 const guint8   *gchat_handshake_get_transcript_hash (GchatHandshake *self);
 
+/* Once done: a secret of @len bytes (1..255*32) for another use of this connection, such as the
+ * key of the client's endpoint datagrams, derived from the exporter secret and @label. */
+gboolean        gchat_handshake_export        (GchatHandshake  *self,
+                                               const char      *label,
+                                               guint8          *out,
+                                               gsize            len,
+                                               GError         **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatHandshake, gchat_handshake_free)
 
 G_END_DECLS

@@ -1,11 +1,487 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* Placeholder until written. */
+/* Tests of both handshake state machines, driven by hand without sockets. */
 
-#include <glib.h>
+#include "config.h"
+
+#include <string.h>
+
+#include "gchat-crypto.h"
+#include "gchat-frame.h"
+#include "gchat-handshake.h"
+
+static GchatRsaKey *server_key;   /* what gchatd holds */
+static GchatRsaKey *server_public; /* what a client pinned */
+static GchatRsaKey *other_key;     /* some other server */
+
+/* One run of the handshake, with every message kept for tampering. */
+typedef struct
+{
+  GchatHandshake *server;
+  GchatHandshake *client;
+  GBytes         *hello;
+  GBytes         *client_key;
+} Run;
+
+static void
+run_clear (Run *run)
+{
+  g_clear_pointer (&run->server, gchat_handshake_free);
+  g_clear_pointer (&run->client, gchat_handshake_free);
+  g_clear_pointer (&run->hello, g_bytes_unref);
+  g_clear_pointer (&run->client_key, g_bytes_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
+
+static void
+run_hello (Run *run)
+{
+  g_autoptr(GError) error = NULL;
+
+  run->server = gchat_handshake_new_server (server_key);
+  run->client = gchat_handshake_new_client (server_public);
+  g_assert_true (gchat_handshake_step (run->server, NULL, &run->hello, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_bytes_get_size (run->hello), ==, GCHAT_HANDSHAKE_HELLO_SIZE);
+}
+
+static void
+run_client (Run    *run,
+            GBytes *hello)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (gchat_handshake_step (run->client, hello, &run->client_key, &error));
+  g_assert_no_error (error);
+  g_assert_true (gchat_handshake_is_done (run->client));
+}
+
+static void
+run_full (Run *run)
+{
+  g_autoptr(GError) error = NULL;
+  GBytes *none = NULL;
+
+  run_hello (run);
+  run_client (run, run->hello);
+  g_assert_true (gchat_handshake_step (run->server, run->client_key, &none, &error));
+  g_assert_no_error (error);
+  g_assert_null (none);
+  g_assert_true (gchat_handshake_is_done (run->server));
+}
+
+static GBytes *
+payload_of (GBytes *frame)
+{
+  return g_bytes_new_from_bytes (frame, GCHAT_FRAME_HEADER_SIZE,
+                                 g_bytes_get_size (frame) - GCHAT_FRAME_HEADER_SIZE);
+}
+
+/* Seals @text on @from and returns whether @to opens it to the same text. */
+static gboolean
+frame_passes (GchatChannel *from,
+              GchatChannel *to,
+              const char   *text)
+{
+  g_autoptr(GBytes) frame = gchat_channel_seal (from, (const guint8 *) text, strlen (text), NULL);
+  g_autoptr(GBytes) payload = payload_of (frame);
+  g_autoptr(GBytes) plain = gchat_channel_open (to, payload, NULL);
+
+  return plain != NULL && g_bytes_get_size (plain) == strlen (text) &&
+         memcmp (g_bytes_get_data (plain, NULL), text, strlen (text)) == 0;
+}
+
+static GBytes *
+flip_byte (GBytes *bytes,
+           gsize   offset)
+{
+  gsize len;
+  guint8 *copy = g_memdup2 (g_bytes_get_data (bytes, &len), g_bytes_get_size (bytes));
+
+  copy[offset] ^= 0x01;
+  return g_bytes_new_take (copy, len);
+}
+
+static void
+test_round_trip (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GchatChannel) client = NULL;
+  g_autoptr(GchatChannel) server = NULL;
+
+  run_full (&run);
+  g_assert_cmpmem (gchat_handshake_get_transcript_hash (run.client), GCHAT_SHA256_SIZE,
+                   gchat_handshake_get_transcript_hash (run.server), GCHAT_SHA256_SIZE);
+  /* Both sides export the same secrets, one per label. */
+  {
+    guint8 c1[32], s1[32], c2[32];
+
+    g_assert_true (gchat_handshake_export (run.client, "endpoint", c1, sizeof c1, NULL));
+    g_assert_true (gchat_handshake_export (run.server, "endpoint", s1, sizeof s1, NULL));
+    g_assert_true (gchat_handshake_export (run.client, "resume", c2, sizeof c2, NULL));
+    g_assert_cmpmem (c1, sizeof c1, s1, sizeof s1);
+    g_assert_true (memcmp (c1, c2, sizeof c1) != 0);
+  }
+  client = gchat_handshake_steal_channel (run.client);
+  server = gchat_handshake_steal_channel (run.server);
+  for (guint i = 0; i < 10; i++)
+    {
+      g_assert_true (frame_passes (client, server, "{\"type\":\"auth\"}"));
+      g_assert_true (frame_passes (server, client, "{\"type\":\"result\"}"));
+    }
+}
+
+static void
+test_fresh_every_time (void)
+{
+  g_auto(Run) a = { 0 };
+  g_auto(Run) b = { 0 };
+
+  run_full (&a);
+  run_full (&b);
+  /* Fresh challenge and ephemeral keys: no two hellos, no two sessions alike. */
+  g_assert_false (g_bytes_equal (a.hello, b.hello));
+  g_assert_false (g_bytes_equal (a.client_key, b.client_key));
+  g_assert_true (memcmp (gchat_handshake_get_transcript_hash (a.server),
+                         gchat_handshake_get_transcript_hash (b.server), GCHAT_SHA256_SIZE) != 0);
+}
+
+/* The original's flaw: a recorded login replayed on a new connection logged in as the victim. */
+static void
+test_replayed_client_key (void)
+{
+  g_auto(Run) victim = { 0 };
+  g_auto(Run) attack = { 0 };
+  g_autoptr(GchatChannel) victim_client = NULL;
+  g_autoptr(GchatChannel) attack_server = NULL;
+  g_autoptr(GBytes) recorded_login = NULL;
+  g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GBytes) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  GBytes *none = NULL;
+  const char *login = "{\"type\":\"auth\",\"user\":\"alice\",\"password\":\"secret123\"}";
+
+  run_full (&victim);
+  victim_client = gchat_handshake_steal_channel (victim.client);
+  recorded_login = gchat_channel_seal (victim_client, (const guint8 *) login, strlen (login), NULL);
+
+  /* The attacker opens a new connection and replays the victim's client key and login. The
+   * server takes the client key (it cannot know it is old), but derives other keys. */
+  run_hello (&attack);
+  g_assert_true (gchat_handshake_step (attack.server, victim.client_key, &none, &error));
+  g_assert_no_error (error);
+  attack_server = gchat_handshake_steal_channel (attack.server);
+  payload = payload_of (recorded_login);
+  plain = gchat_channel_open (attack_server, payload, &error);
+  g_assert_null (plain);
+  g_assert_error (error, GCHAT_CHANNEL_ERROR, GCHAT_CHANNEL_ERROR_DECRYPT);
+}
+
+/* A hello from one connection and a client key from another never fit together. */
+static void
+test_spliced (void)
+{
+  g_auto(Run) one = { 0 };
+  g_auto(Run) two = { 0 };
+  g_autoptr(GchatChannel) client = NULL;
+  g_autoptr(GchatChannel) server = NULL;
+  g_autoptr(GError) error = NULL;
+  GBytes *none = NULL;
+
+  run_full (&one);
+  run_hello (&two);
+  run_client (&two, one.hello); /* the client answers the wrong server's hello */
+  g_assert_true (gchat_handshake_step (two.server, two.client_key, &none, &error));
+  client = gchat_handshake_steal_channel (two.client);
+  server = gchat_handshake_steal_channel (two.server);
+  g_assert_false (frame_passes (client, server, "hello"));
+}
+
+/* Any change to the hello in flight (challenge or ephemeral key) ends in a failed first frame. */
+static void
+test_tampered_hello (void)
+{
+  for (gsize offset = GCHAT_HANDSHAKE_MAGIC_SIZE + 1; offset < GCHAT_HANDSHAKE_HELLO_SIZE;
+       offset += 7)
+    {
+      g_auto(Run) run = { 0 };
+      g_autoptr(GBytes) tampered = NULL;
+      g_autoptr(GchatChannel) client = NULL;
+      g_autoptr(GchatChannel) server = NULL;
+      g_autoptr(GError) error = NULL;
+      GBytes *none = NULL;
+
+      run_hello (&run);
+      tampered = flip_byte (run.hello, offset);
+      if (!gchat_handshake_step (run.client, tampered, &run.client_key, &error))
+        {
+          /* A flipped public key can land on a low-order point: refused outright. */
+          g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_KEY);
+          continue;
+        }
+      g_assert_true (gchat_handshake_step (run.server, run.client_key, &none, &error));
+      client = gchat_handshake_steal_channel (run.client);
+      server = gchat_handshake_steal_channel (run.server);
+      g_assert_false (frame_passes (client, server, "hello"));
+    }
+}
+
+static void
+test_tampered_client_key (void)
+{
+  gsize offsets[] = { GCHAT_HANDSHAKE_MAGIC_SIZE + 1, GCHAT_HANDSHAKE_MAGIC_SIZE + 20,
+                      GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_X25519_SIZE + 2, 200, 0 };
+
+  offsets[G_N_ELEMENTS (offsets) - 1] = G_MAXSIZE;
+  for (guint i = 0; offsets[i] != G_MAXSIZE; i++)
+    {
+      g_auto(Run) run = { 0 };
+      g_autoptr(GBytes) tampered = NULL;
+      g_autoptr(GError) error = NULL;
+      GBytes *none = NULL;
+
+      run_hello (&run);
+      run_client (&run, run.hello);
+      tampered = flip_byte (run.client_key, offsets[i]);
+      if (gchat_handshake_step (run.server, tampered, &none, &error))
+        {
+          g_autoptr(GchatChannel) client = gchat_handshake_steal_channel (run.client);
+          g_autoptr(GchatChannel) server = gchat_handshake_steal_channel (run.server);
+
+          g_assert_false (frame_passes (client, server, "hello"));
+        }
+      else
+        {
+          g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_KEY);
+        }
+    }
+}
+
+/* A client that pinned another server's key cannot talk to this one, and vice versa. */
+static void
+test_wrong_server_key (void)
+{
+  g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (other_key);
+  g_autoptr(GBytes) hello = NULL;
+  g_autoptr(GBytes) client_key = NULL;
+  g_autoptr(GError) error = NULL;
+  GBytes *none = NULL;
+
+  g_assert_true (gchat_handshake_step (server, NULL, &hello, NULL));
+  g_assert_true (gchat_handshake_step (client, hello, &client_key, NULL));
+  g_assert_false (gchat_handshake_step (server, client_key, &none, &error));
+  g_assert_true (error->code == GCHAT_HANDSHAKE_ERROR_MALFORMED ||
+                 error->code == GCHAT_HANDSHAKE_ERROR_KEY);
+  g_assert_false (gchat_handshake_is_done (server));
+}
+
+/* The server's stolen RSA key opens K, yet recorded traffic stays closed: the X25519 secrets of
+ * both sides were wiped, and K alone is only half of the key material. */
+static void
+test_forward_secrecy (void)
+{
+  g_auto(Run) recorded = { 0 };
+  g_autoptr(GchatChannel) client = NULL;
+  g_autoptr(GBytes) frame = NULL;
+  g_autoptr(GchatHandshake) thief = NULL;
+  g_autoptr(GchatChannel) stolen = NULL;
+  g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GBytes) plain = NULL;
+  g_autoptr(GBytes) thief_hello = NULL;
+  GBytes *none = NULL;
+
+  run_full (&recorded);
+  client = gchat_handshake_steal_channel (recorded.client);
+  frame = gchat_channel_seal (client, (const guint8 *) "secret", 6, NULL);
+
+  /* The thief holds the private key and both recorded messages; the best it can do is run the
+   * server side again, with an ephemeral key of its own. */
+  thief = gchat_handshake_new_server (server_key);
+  g_assert_true (gchat_handshake_step (thief, NULL, &thief_hello, NULL));
+  g_assert_true (gchat_handshake_step (thief, recorded.client_key, &none, NULL));
+  stolen = gchat_handshake_steal_channel (thief);
+  payload = payload_of (frame);
+  plain = gchat_channel_open (stolen, payload, NULL);
+  g_assert_null (plain);
+}
+
+static void
+assert_client_refuses (GBytes *hello,
+                       int     code)
+{
+  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (server_public);
+  g_autoptr(GError) error = NULL;
+  GBytes *out = NULL;
+
+  g_assert_false (gchat_handshake_step (client, hello, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, code);
+  g_assert_null (out);
+  g_assert_false (gchat_handshake_is_done (client));
+}
+
+static void
+test_malformed_hello (void)
+{
+  g_auto(Run) run = { 0 };
+  const guint8 *hello;
+  g_autoptr(GBytes) short_hello = NULL;
+  g_autoptr(GBytes) long_hello = NULL;
+  g_autoptr(GBytes) bad_magic = NULL;
+  g_autoptr(GBytes) tiny = g_bytes_new ("GC", 2);
+  g_autofree guint8 *v2 = NULL;
+  g_autofree guint8 *longer = NULL;
+  g_autoptr(GBytes) version_two = NULL;
+  g_autofree guint8 *zero_key = NULL;
+  g_autoptr(GBytes) zero_key_hello = NULL;
+
+  run_hello (&run);
+  hello = g_bytes_get_data (run.hello, NULL);
+  short_hello = g_bytes_new (hello, GCHAT_HANDSHAKE_HELLO_SIZE - 1);
+  longer = g_malloc0 (GCHAT_HANDSHAKE_HELLO_SIZE + 1);
+  memcpy (longer, hello, GCHAT_HANDSHAKE_HELLO_SIZE);
+  long_hello = g_bytes_new (longer, GCHAT_HANDSHAKE_HELLO_SIZE + 1);
+  bad_magic = flip_byte (run.hello, 0);
+  v2 = g_memdup2 (hello, GCHAT_HANDSHAKE_HELLO_SIZE);
+  v2[GCHAT_HANDSHAKE_MAGIC_SIZE] = 2;
+  version_two = g_bytes_new (v2, GCHAT_HANDSHAKE_HELLO_SIZE);
+  /* The all-zero public key is a low-order point: the shared secret would be zero. */
+  zero_key = g_memdup2 (hello, GCHAT_HANDSHAKE_HELLO_SIZE);
+  memset (zero_key + GCHAT_HANDSHAKE_HELLO_SIZE - GCHAT_X25519_SIZE, 0, GCHAT_X25519_SIZE);
+  zero_key_hello = g_bytes_new (zero_key, GCHAT_HANDSHAKE_HELLO_SIZE);
+
+  assert_client_refuses (tiny, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_client_refuses (short_hello, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_client_refuses (long_hello, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_client_refuses (bad_magic, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_client_refuses (version_two, GCHAT_HANDSHAKE_ERROR_VERSION);
+  assert_client_refuses (zero_key_hello, GCHAT_HANDSHAKE_ERROR_KEY);
+}
+
+static void
+assert_server_refuses (GBytes *client_key,
+                       int     code)
+{
+  g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+  g_autoptr(GBytes) hello = NULL;
+  g_autoptr(GError) error = NULL;
+  GBytes *out = NULL;
+
+  g_assert_true (gchat_handshake_step (server, NULL, &hello, NULL));
+  g_assert_false (gchat_handshake_step (server, client_key, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, code);
+  g_assert_false (gchat_handshake_is_done (server));
+}
+
+static void
+test_malformed_client_key (void)
+{
+  g_auto(Run) run = { 0 };
+  gsize len;
+  const guint8 *key;
+  g_autoptr(GBytes) truncated = NULL;
+  g_autoptr(GBytes) bad_magic = NULL;
+  g_autoptr(GBytes) bad_length = NULL;
+  g_autoptr(GBytes) empty = g_bytes_new (NULL, 0);
+  g_autofree guint8 *v9 = NULL;
+  g_autoptr(GBytes) version_nine = NULL;
+  g_autofree guint8 *zero_key = NULL;
+  g_autoptr(GBytes) zero_key_msg = NULL;
+
+  run_hello (&run);
+  run_client (&run, run.hello);
+  key = g_bytes_get_data (run.client_key, &len);
+  truncated = g_bytes_new (key, len - 1);
+  bad_magic = flip_byte (run.client_key, 1);
+  bad_length = flip_byte (run.client_key, GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_X25519_SIZE);
+  v9 = g_memdup2 (key, len);
+  v9[GCHAT_HANDSHAKE_MAGIC_SIZE] = 9;
+  version_nine = g_bytes_new (v9, len);
+  zero_key = g_memdup2 (key, len);
+  memset (zero_key + GCHAT_HANDSHAKE_MAGIC_SIZE + 1, 0, GCHAT_X25519_SIZE);
+  zero_key_msg = g_bytes_new (zero_key, len);
+
+  assert_server_refuses (empty, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_server_refuses (truncated, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_server_refuses (bad_magic, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_server_refuses (bad_length, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  assert_server_refuses (version_nine, GCHAT_HANDSHAKE_ERROR_VERSION);
+  /* The wrapped K is genuine, but the client's X25519 key is a low-order point. */
+  assert_server_refuses (zero_key_msg, GCHAT_HANDSHAKE_ERROR_KEY);
+}
+
+static void
+test_out_of_turn (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (server_public);
+  GBytes *out = NULL;
+
+  run_full (&run);
+  /* A server that has not said hello takes no client key. */
+  g_assert_false (gchat_handshake_step (server, run.client_key, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_STATE);
+  g_clear_error (&error);
+  /* A client needs a hello to start. */
+  g_assert_false (gchat_handshake_step (client, NULL, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_STATE);
+  g_clear_error (&error);
+  /* A finished handshake takes nothing more. */
+  g_assert_false (gchat_handshake_step (run.server, run.client_key, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_STATE);
+}
+
+/* The hello and the client key both fit the pre-authentication frame limit. */
+static void
+test_fits_handshake_frames (void)
+{
+  g_auto(Run) run = { 0 };
+
+  run_full (&run);
+  g_assert_cmpuint (g_bytes_get_size (run.hello), <=, GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  g_assert_cmpuint (g_bytes_get_size (run.client_key), <=, GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  g_assert_cmpuint (g_bytes_get_size (run.client_key), ==, 4 + 1 + 32 + 2 + 384);
+}
 
 int
-main (int argc, char **argv)
+main (int    argc,
+      char **argv)
 {
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) der = NULL;
+  int status;
+
   g_test_init (&argc, &argv, NULL);
-  return g_test_run ();
+  g_assert_true (gchat_crypto_init (&error));
+
+  /* One full-size key for the whole program: RSA-3072 generation takes a while. */
+  server_key = gchat_rsa_key_generate (GCHAT_RSA_KEY_BITS, &error);
+  g_assert_no_error (error);
+  der = gchat_rsa_key_get_public_der (server_key);
+  server_public = gchat_rsa_key_new_from_public_der (der, &error);
+  g_assert_no_error (error);
+  other_key = gchat_rsa_key_generate (GCHAT_RSA_KEY_MIN_BITS, &error);
+  g_assert_no_error (error);
+
+  g_test_add_func ("/handshake/round-trip", test_round_trip);
+  g_test_add_func ("/handshake/fresh-every-time", test_fresh_every_time);
+  g_test_add_func ("/handshake/replayed-client-key", test_replayed_client_key);
+  g_test_add_func ("/handshake/spliced", test_spliced);
+  g_test_add_func ("/handshake/tampered-hello", test_tampered_hello);
+  g_test_add_func ("/handshake/tampered-client-key", test_tampered_client_key);
+  g_test_add_func ("/handshake/wrong-server-key", test_wrong_server_key);
+  g_test_add_func ("/handshake/forward-secrecy", test_forward_secrecy);
+  g_test_add_func ("/handshake/malformed-hello", test_malformed_hello);
+  g_test_add_func ("/handshake/malformed-client-key", test_malformed_client_key);
+  g_test_add_func ("/handshake/out-of-turn", test_out_of_turn);
+  g_test_add_func ("/handshake/fits-handshake-frames", test_fits_handshake_frames);
+  status = g_test_run ();
+
+  g_clear_object (&server_key);
+  g_clear_object (&server_public);
+  g_clear_object (&other_key);
+  gchat_crypto_shutdown ();
+  return status;
 }

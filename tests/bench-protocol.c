@@ -32,7 +32,7 @@ static void
 print_row (const char *what,
            const char *value)
 {
-  g_print ("| %-52s | %28s |\n", what, value);
+  g_print ("| %-48s | %30s |\n", what, value);
 }
 
 /* Seal 200-byte messages, cut the stream into odd chunks, decode and open them again. */
@@ -175,7 +175,7 @@ bench_x25519 (void)
       gchat_x25519 (a, b_pub, shared, NULL);
     }
   elapsed = g_get_monotonic_time () - start;
-  value = g_strdup_printf ("%.1f µs per key pair + shared secret", (double) elapsed / n);
+  value = g_strdup_printf ("%.0f us (key pair + shared secret)", (double) elapsed / n);
   print_row ("X25519", value);
 }
 
@@ -219,9 +219,9 @@ main (int    argc,
   if (key == NULL)
     g_error ("%s", error->message);
 
-  g_print ("| %-52s | %28s |\n", "gchat protocol benchmark (one core)", "result");
-  g_print ("|%s|%s|\n", "------------------------------------------------------",
-           "------------------------------");
+  g_print ("| %-48s | %30s |\n", "gchat protocol benchmark (one core)", "result");
+  g_print ("|%s|%s|\n", "--------------------------------------------------",
+           "--------------------------------");
   bench_sealed_frames ();
   bench_messages ();
   bench_argon2id ();

@@ -99,6 +99,7 @@ static const FieldSpec pair_key_fields[] = {
   FIELD_INT ("key_id", REQUIRED, 0, G_MAXUINT32),
   FIELD_BYTES ("key", REQUIRED, 32, 32),
   FIELD_INT ("expires", REQUIRED, 0, MAX_SAFE_INTEGER),
+  FIELD_STRING_LIST ("endpoints", OPTIONAL, GCHAT_ENDPOINT_LIST_MAX, 1, GCHAT_ENDPOINT_MAX),
 };
 
 static const FieldSpec error_fields[] = {

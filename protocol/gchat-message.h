@@ -56,6 +56,9 @@ typedef enum {
 #define GCHAT_TEXT_MAX              (64 * 1024)
 #define GCHAT_USER_LIST_MAX         5000  /* longer lists go in several messages */
 #define GCHAT_REASON_MAX            512
+/* "203.0.113.7:4000" or "[2001:db8::1]:4000"; the observed endpoint, then up to 8 local ones. */
+#define GCHAT_ENDPOINT_MAX          64
+#define GCHAT_ENDPOINT_LIST_MAX     9
 
 typedef struct _GchatMessage GchatMessage;
 

@@ -1,0 +1,988 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* One client's TCP connection: handshake, sealed messages, log-in, and a bounded write queue. */
+
+#include "config.h"
+
+#include <string.h>
+
+#include <glib/gi18n-lib.h>
+
+#include "gchat-channel.h"
+#include "gchat-frame.h"
+#include "gchat-handshake.h"
+#include "gchatd-connection.h"
+#include "gchatd-server.h"
+
+/* Read at most this much per wake-up, into a buffer on the stack: an idle connection holds no
+ * read buffer of its own. */
+#define READ_CHUNK 16384
+
+struct _GchatdConnection
+{
+  GObject               parent_instance;
+
+  GchatdServer         *server; /* not owned; NULL once closed */
+  GSocketConnection    *connection;
+  char                 *address;
+  GchatdConnectionState state;
+  char                 *user;
+  guint64               session_serial;
+
+  GchatHandshake       *handshake;
+  GchatChannel         *channel;
+  guint8                endpoint_key[32]; /* valid once channel is set */
+  GchatFrameDecoder    *decoder;
+  GSource              *read_source;
+  gboolean              paused;     /* a handshake step, sign or auth is running */
+  GCancellable         *cancellable; /* the hasher and store requests */
+
+  GQueue                output;      /* GBytes, whole frames; the head is being written */
+  gsize                 queued_bytes;
+  gboolean              writing;
+  GCancellable         *write_cancellable;
+
+  guint                 login_timeout_ms;
+  guint                 login_timeout_id;
+  guint                 close_timeout_id;
+  gboolean              closed;
+};
+
+G_DEFINE_FINAL_TYPE (GchatdConnection, gchatd_connection, G_TYPE_OBJECT)
+
+enum {
+  SIGNAL_CLOSED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static void connection_resume (GchatdConnection *self);
+static void connection_write_next (GchatdConnection *self);
+static void connection_finish_close (GchatdConnection *self);
+
+static void
+gchatd_connection_dispose (GObject *object)
+{
+  GchatdConnection *self = GCHATD_CONNECTION (object);
+
+  g_cancellable_cancel (self->cancellable);
+  if (self->read_source != NULL)
+    g_source_destroy (self->read_source);
+  g_clear_pointer (&self->read_source, g_source_unref);
+  g_clear_handle_id (&self->login_timeout_id, g_source_remove);
+  g_clear_handle_id (&self->close_timeout_id, g_source_remove);
+  g_clear_object (&self->connection);
+
+  G_OBJECT_CLASS (gchatd_connection_parent_class)->dispose (object);
+}
+
+static void
+gchatd_connection_finalize (GObject *object)
+{
+  GchatdConnection *self = GCHATD_CONNECTION (object);
+
+  g_queue_clear_full (&self->output, (GDestroyNotify) g_bytes_unref);
+  g_clear_pointer (&self->handshake, gchat_handshake_free);
+  g_clear_pointer (&self->channel, gchat_channel_free);
+  gchat_memzero (self->endpoint_key, sizeof self->endpoint_key);
+  g_clear_pointer (&self->decoder, gchat_frame_decoder_free);
+  g_clear_object (&self->cancellable);
+  g_clear_object (&self->write_cancellable);
+  g_free (self->address);
+  g_free (self->user);
+
+  G_OBJECT_CLASS (gchatd_connection_parent_class)->finalize (object);
+}
+
+static void
+gchatd_connection_class_init (GchatdConnectionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = gchatd_connection_dispose;
+  object_class->finalize = gchatd_connection_finalize;
+
+  signals[SIGNAL_CLOSED] = g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                                         0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+}
+
+static void
+gchatd_connection_init (GchatdConnection *self)
+{
+  self->state = GCHATD_CONNECTION_HANDSHAKE;
+  self->cancellable = g_cancellable_new ();
+  self->write_cancellable = g_cancellable_new ();
+  self->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  g_queue_init (&self->output);
+}
+
+static char *
+dup_peer_address (GSocketConnection *connection)
+{
+  g_autoptr(GSocketAddress) address = g_socket_connection_get_remote_address (connection, NULL);
+
+  if (G_IS_INET_SOCKET_ADDRESS (address))
+    {
+      GInetAddress *inet = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address));
+
+      return g_inet_address_to_string (inet);
+    }
+  return g_strdup ("unknown");
+}
+
+GchatdConnection *
+gchatd_connection_new (GchatdServer      *server,
+                       GSocketConnection *connection,
+                       guint              login_timeout_ms)
+{
+  GchatdConnection *self;
+
+  g_return_val_if_fail (G_IS_SOCKET_CONNECTION (connection), NULL);
+
+  self = g_object_new (GCHATD_TYPE_CONNECTION, NULL);
+  self->server = server;
+  self->connection = g_object_ref (connection);
+  self->address = dup_peer_address (connection);
+  self->login_timeout_ms = login_timeout_ms;
+  self->handshake = gchat_handshake_new_server (gchatd_server_get_key (server));
+  return self;
+}
+
+GchatdConnectionState
+gchatd_connection_get_state (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), GCHATD_CONNECTION_CLOSING);
+  return self->state;
+}
+
+const char *
+gchatd_connection_get_user (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), NULL);
+  return self->user;
+}
+
+const char *
+gchatd_connection_get_address (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), NULL);
+  return self->address;
+}
+
+const guint8 *
+gchatd_connection_get_endpoint_key (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), NULL);
+  return self->channel != NULL ? self->endpoint_key : NULL;
+}
+
+guint64
+gchatd_connection_get_session_serial (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), 0);
+  return self->session_serial;
+}
+
+/* Output */
+
+static void
+write_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GchatdConnection) self = user_data;
+  g_autoptr(GBytes) frame = g_queue_pop_head (&self->output);
+  g_autoptr(GError) error = NULL;
+
+  self->writing = FALSE;
+  self->queued_bytes -= g_bytes_get_size (frame);
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("Write to %s failed: %s", self->address, error->message);
+      g_queue_clear_full (&self->output, (GDestroyNotify) g_bytes_unref);
+      self->queued_bytes = 0;
+      if (self->state != GCHATD_CONNECTION_CLOSING)
+        gchatd_connection_close (self, NULL, "write failed");
+    }
+  if (self->state == GCHATD_CONNECTION_CLOSING && g_queue_is_empty (&self->output))
+    connection_finish_close (self);
+  else
+    connection_write_next (self);
+}
+
+/* Never two writes at once: GIO forbids it, and frames must leave in counter order. */
+static void
+connection_write_next (GchatdConnection *self)
+{
+  GBytes *frame;
+  GOutputStream *output;
+
+  if (self->writing || self->closed || g_queue_is_empty (&self->output))
+    return;
+  frame = g_queue_peek_head (&self->output);
+  output = g_io_stream_get_output_stream (G_IO_STREAM (self->connection));
+  self->writing = TRUE;
+  g_output_stream_write_all_async (output, g_bytes_get_data (frame, NULL), g_bytes_get_size (frame),
+                                   G_PRIORITY_DEFAULT, self->write_cancellable, write_done_cb,
+                                   g_object_ref (self));
+}
+
+/* Returns FALSE when the client lets too much output pile up: the caller closes it. */
+static gboolean
+connection_queue_frame (GchatdConnection *self,
+                        GBytes           *frame)
+{
+  self->queued_bytes += g_bytes_get_size (frame);
+  g_queue_push_tail (&self->output, g_bytes_ref (frame));
+  if (self->queued_bytes > GCHATD_CONNECTION_MAX_QUEUED_OUTPUT)
+    {
+      g_message ("Disconnecting %s: it does not read what it is sent", self->address);
+      g_cancellable_cancel (self->write_cancellable);
+      return FALSE;
+    }
+  connection_write_next (self);
+  return TRUE;
+}
+
+/* Returns FALSE when the connection must end: the caller closes it. */
+static gboolean
+connection_send_sealed (GchatdConnection *self,
+                        GBytes           *json)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) frame = NULL;
+
+  frame = gchat_channel_seal (self->channel, g_bytes_get_data (json, NULL),
+                              g_bytes_get_size (json), &error);
+  if (frame == NULL)
+    {
+      g_message ("Disconnecting %s: %s", self->address, error->message);
+      return FALSE;
+    }
+  return connection_queue_frame (self, frame);
+}
+
+void
+gchatd_connection_send_encoded (GchatdConnection *self,
+                                GBytes           *json)
+{
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+  g_return_if_fail (json != NULL);
+
+  if (self->state == GCHATD_CONNECTION_CLOSING || self->channel == NULL)
+    return;
+  if (!connection_send_sealed (self, json))
+    gchatd_connection_close (self, NULL, "cannot send");
+}
+
+void
+gchatd_connection_send_message (GchatdConnection *self,
+                                GchatMessage     *message)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) json = NULL;
+
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+
+  json = gchat_message_encode (message, &error);
+  if (json == NULL)
+    {
+      /* Only a bug of ours gets here: every field we set is within its limits. */
+      g_critical ("Cannot encode a “%s” message: %s",
+                  gchat_message_type_to_string (gchat_message_get_message_type (message)),
+                  error->message);
+      return;
+    }
+  gchatd_connection_send_encoded (self, json);
+}
+
+/* Closing */
+
+static gboolean
+close_timeout_cb (gpointer user_data)
+{
+  GchatdConnection *self = user_data;
+
+  self->close_timeout_id = 0;
+  g_cancellable_cancel (self->write_cancellable);
+  connection_finish_close (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+connection_finish_close (GchatdConnection *self)
+{
+  g_autoptr(GchatdConnection) hold = g_object_ref (self);
+
+  /* A write in flight must end (it was cancelled) before the stream may close. */
+  if (self->closed || self->writing)
+    return;
+  self->closed = TRUE;
+  g_clear_handle_id (&self->close_timeout_id, g_source_remove);
+  g_io_stream_close (G_IO_STREAM (self->connection), NULL, NULL);
+  self->server = NULL;
+  g_signal_emit (self, signals[SIGNAL_CLOSED], 0);
+}
+
+static void
+connection_stop_reading (GchatdConnection *self)
+{
+  if (self->read_source == NULL)
+    return;
+  g_source_destroy (self->read_source);
+  g_clear_pointer (&self->read_source, g_source_unref);
+}
+
+static void
+connection_send_bye (GchatdConnection *self,
+                     const char       *code)
+{
+  g_autoptr(GchatMessage) bye = gchat_message_new (GCHAT_MESSAGE_BYE);
+  g_autoptr(GBytes) json = NULL;
+
+  gchat_message_set_string (bye, "code", code);
+  json = gchat_message_encode (bye, NULL);
+  if (json != NULL)
+    connection_send_sealed (self, json);
+}
+
+void
+gchatd_connection_close (GchatdConnection *self,
+                         const char       *bye_code,
+                         const char       *reason)
+{
+  g_autoptr(GchatdConnection) hold = NULL;
+  GchatdConnectionState old_state;
+
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  hold = g_object_ref (self);
+  old_state = self->state;
+  self->state = GCHATD_CONNECTION_CLOSING;
+  g_debug ("Closing the connection of %s%s%s: %s", self->address, self->user ? " as " : "",
+           self->user ? self->user : "", reason);
+  if (bye_code != NULL && self->channel != NULL)
+    connection_send_bye (self, bye_code);
+  if (old_state == GCHATD_CONNECTION_LOGGED_IN && self->server != NULL)
+    gchatd_server_session_end (self->server, self);
+  connection_stop_reading (self);
+  g_cancellable_cancel (self->cancellable);
+  g_clear_handle_id (&self->login_timeout_id, g_source_remove);
+  if (g_queue_is_empty (&self->output))
+    connection_finish_close (self);
+  else if (self->close_timeout_id == 0)
+    self->close_timeout_id = g_timeout_add (GCHATD_CONNECTION_CLOSE_TIMEOUT_MS, close_timeout_cb,
+                                            self);
+}
+
+/* Answers */
+
+static void
+message_set_id (GchatMessage *message,
+                gint64        id)
+{
+  if (id >= 0)
+    gchat_message_set_int (message, "id", id);
+}
+
+static gint64
+message_get_id (GchatMessage *request)
+{
+  return gchat_message_has_field (request, "id") ? gchat_message_get_int (request, "id") : -1;
+}
+
+static void
+send_result (GchatdConnection *self,
+             const char       *request,
+             gint64            id,
+             const char       *code,
+             const char       *text,
+             guint             retry_after)
+{
+  g_autoptr(GchatMessage) result = gchat_message_new (GCHAT_MESSAGE_RESULT);
+
+  gchat_message_set_string (result, "request", request);
+  gchat_message_set_bool (result, "ok", code == NULL);
+  if (code != NULL)
+    gchat_message_set_string (result, "code", code);
+  if (text != NULL)
+    gchat_message_set_string (result, "message", text);
+  if (retry_after > 0)
+    gchat_message_set_int (result, "retry_after", retry_after);
+  if (code == NULL && self->user != NULL)
+    gchat_message_set_string (result, "user", self->user);
+  message_set_id (result, id);
+  gchatd_connection_send_message (self, result);
+}
+
+static void
+send_error (GchatdConnection *self,
+            gint64            id,
+            const char       *code,
+            const char       *text)
+{
+  g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_ERROR_MSG);
+
+  gchat_message_set_string (message, "code", code);
+  if (text != NULL)
+    gchat_message_set_string (message, "message", text);
+  message_set_id (message, id);
+  gchatd_connection_send_message (self, message);
+}
+
+/* Log-in */
+
+static gboolean
+login_timeout_cb (gpointer user_data)
+{
+  GchatdConnection *self = user_data;
+
+  self->login_timeout_id = 0;
+  g_message ("Disconnecting %s: no log-in within %u ms", self->address, self->login_timeout_ms);
+  gchatd_connection_close (self, NULL, "log-in deadline");
+  return G_SOURCE_REMOVE;
+}
+
+static void
+connection_log_in (GchatdConnection *self,
+                   const char       *request,
+                   gint64            id,
+                   const char       *user)
+{
+  static guint64 next_serial = 1;
+
+  g_clear_handle_id (&self->login_timeout_id, g_source_remove);
+  self->user = g_strdup (user);
+  self->session_serial = next_serial++;
+  self->state = GCHATD_CONNECTION_LOGGED_IN;
+  gchat_frame_decoder_set_max_payload (self->decoder, GCHAT_FRAME_MAX_PAYLOAD);
+  g_message ("“%s” logged in from %s", user, self->address);
+  send_result (self, request, id, NULL, NULL, 0);
+  gchatd_server_session_begin (self->server, self);
+}
+
+/* A name a client sent, fit for a log line: one that is not a valid user name (and so names no
+ * account) could hold control characters that fake log lines. */
+static const char *
+loggable_name (const char *name)
+{
+  return gchatd_user_name_validate (name, NULL) ? name : "(an invalid name)";
+}
+
+/* What a `sign` or `auth` carries to its callbacks. */
+typedef struct {
+  GchatdConnection *self;
+  char             *user;
+  gint64            id;
+} Request;
+
+static Request *
+request_new (GchatdConnection *self,
+             const char       *user,
+             gint64            id)
+{
+  Request *request = g_new0 (Request, 1);
+
+  request->self = g_object_ref (self);
+  request->user = g_strdup (user);
+  request->id = id;
+  return request;
+}
+
+static void
+request_free (Request *request)
+{
+  g_object_unref (request->self);
+  g_free (request->user);
+  g_free (request);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Request, request_free)
+
+/* Reports a hasher or store failure that is not the client's fault. Returns TRUE when the
+ * request was cancelled because the connection is closing: nothing more to do then. */
+static gboolean
+report_failure (GchatdConnection *self,
+                const char       *request,
+                gint64            id,
+                const GError     *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED)
+      || self->state == GCHATD_CONNECTION_CLOSING)
+    return TRUE;
+  if (g_error_matches (error, GCHATD_PASSWORD_HASHER_ERROR, GCHATD_PASSWORD_HASHER_ERROR_BUSY))
+    {
+      send_result (self, request, id, "busy", _("The server is busy; try again in a moment"), 1);
+      return FALSE;
+    }
+  g_message ("A “%s” from %s failed: %s", request, self->address, error->message);
+  send_result (self, request, id, "internal", _("The server failed; nothing was changed"), 0);
+  return FALSE;
+}
+
+static void
+auth_verified_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(Request) request = user_data;
+  GchatdConnection *self = request->self;
+  g_autoptr(GError) error = NULL;
+  gboolean match;
+  GchatdThrottle *throttle;
+
+  match = gchatd_password_hasher_verify_finish (GCHATD_PASSWORD_HASHER (source), result, &error);
+  if (error != NULL)
+    {
+      if (!report_failure (self, "auth", request->id, error))
+        connection_resume (self);
+      return;
+    }
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  throttle = gchatd_server_get_throttle (self->server);
+  if (!match)
+    {
+      gchatd_throttle_failure (throttle, request->user, self->address, g_get_monotonic_time ());
+      g_message ("Failed log-in as “%s” from %s", loggable_name (request->user), self->address);
+      send_result (self, "auth", request->id, "bad-credentials",
+                   _("Unknown user name or wrong password"), 0);
+    }
+  else
+    {
+      g_autoptr(GchatdUserRecord) record = NULL;
+
+      gchatd_throttle_success (throttle, request->user, self->address, g_get_monotonic_time ());
+      record = gchatd_user_store_lookup (gchatd_server_get_store (self->server), request->user);
+      connection_log_in (self, "auth", request->id,
+                         record ? gchatd_user_record_get_name (record) : request->user);
+    }
+  connection_resume (self);
+}
+
+static void
+handle_auth (GchatdConnection *self,
+             GchatMessage     *message)
+{
+  const char *user = gchat_message_get_string (message, "user");
+  const char *password = gchat_message_get_string (message, "password");
+  gint64 id = message_get_id (message);
+  GchatdPasswordHasher *hasher = gchatd_server_get_hasher (self->server);
+  g_autoptr(GchatdUserRecord) record = NULL;
+  guint retry_after = 0;
+
+  if (!gchatd_throttle_check (gchatd_server_get_throttle (self->server), user, self->address,
+                              g_get_monotonic_time (), &retry_after))
+    {
+      send_result (self, "auth", id, "throttled",
+                   _("Too many failed log-ins; wait before trying again"), MAX (retry_after, 1));
+      return;
+    }
+  self->paused = TRUE;
+  record = gchatd_user_store_lookup (gchatd_server_get_store (self->server), user);
+  if (record == NULL)
+    {
+      GchatArgon2Params params;
+
+      /* The same work as for a real account, so timing does not tell which names exist. */
+      gchatd_server_get_argon2_params (self->server, &params);
+      gchatd_password_hasher_verify_dummy_async (hasher, &params, password, strlen (password),
+                                                 self->cancellable, auth_verified_cb,
+                                                 request_new (self, user, id));
+      return;
+    }
+  gchatd_password_hasher_verify_async (hasher, gchatd_user_record_get_params (record),
+                                       gchatd_user_record_get_salt (record), GCHATD_USER_SALT_SIZE,
+                                       gchatd_user_record_get_hash (record), GCHATD_USER_HASH_SIZE,
+                                       password, strlen (password), self->cancellable,
+                                       auth_verified_cb, request_new (self, user, id));
+}
+
+/* Sign-up */
+
+static void
+sign_stored_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(Request) request = user_data;
+  GchatdConnection *self = request->self;
+  g_autoptr(GError) error = NULL;
+
+  if (!gchatd_user_store_add_finish (GCHATD_USER_STORE (source), result, &error))
+    {
+      if (g_error_matches (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_NAME_TAKEN))
+        {
+          if (self->state != GCHATD_CONNECTION_CLOSING)
+            send_result (self, "sign", request->id, "name-taken",
+                         _("This user name is already taken"), 0);
+        }
+      else if (report_failure (self, "sign", request->id, error))
+        return;
+      connection_resume (self);
+      return;
+    }
+  g_message ("Signed up “%s” from %s", request->user, self->address);
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  connection_log_in (self, "sign", request->id, request->user);
+  connection_resume (self);
+}
+
+static void
+sign_hashed_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(Request) request = user_data;
+  GchatdConnection *self = request->self;
+  g_autoptr(GError) error = NULL;
+  guint8 salt[GCHATD_PASSWORD_HASHER_SALT_SIZE];
+  guint8 hash[GCHATD_PASSWORD_HASHER_HASH_SIZE];
+  GchatArgon2Params params;
+  const char *user;
+
+  if (!gchatd_password_hasher_hash_finish (GCHATD_PASSWORD_HASHER (source), result, salt, hash,
+                                           &error))
+    {
+      if (!report_failure (self, "sign", request->id, error))
+        connection_resume (self);
+      return;
+    }
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  gchatd_server_get_argon2_params (self->server, &params);
+  user = request->user;
+  gchatd_user_store_add_async (gchatd_server_get_store (self->server), user, &params, salt,
+                               sizeof salt, hash, sizeof hash, self->cancellable, sign_stored_cb,
+                               g_steal_pointer (&request));
+  gchat_memzero (hash, sizeof hash);
+}
+
+static void
+handle_sign (GchatdConnection *self,
+             GchatMessage     *message)
+{
+  const char *user = gchat_message_get_string (message, "user");
+  const char *password = gchat_message_get_string (message, "password");
+  gint64 id = message_get_id (message);
+  g_autoptr(GchatdUserRecord) record = NULL;
+  GchatArgon2Params params;
+
+  if (!gchatd_user_name_validate (user, NULL))
+    {
+      send_result (self, "sign", id, "bad-name",
+                   _("User names are 1 to 32 letters, digits, “.”, “_” or “-”, starting with a "
+                     "letter or digit"), 0);
+      return;
+    }
+  if (!gchatd_password_validate (password, strlen (password), NULL))
+    {
+      send_result (self, "sign", id, "bad-password",
+                   _("Passwords are 8 to 1024 bytes long"), 0);
+      return;
+    }
+  /* A quick answer for the common case; the store checks again when it reserves the name. */
+  record = gchatd_user_store_lookup (gchatd_server_get_store (self->server), user);
+  if (record != NULL)
+    {
+      send_result (self, "sign", id, "name-taken", _("This user name is already taken"), 0);
+      return;
+    }
+  self->paused = TRUE;
+  gchatd_server_get_argon2_params (self->server, &params);
+  gchatd_password_hasher_hash_async (gchatd_server_get_hasher (self->server), &params, password,
+                                     strlen (password), self->cancellable, sign_hashed_cb,
+                                     request_new (self, user, id));
+}
+
+/* Messages */
+
+static void
+handle_talk (GchatdConnection *self,
+             GchatMessage     *message)
+{
+  gint64 id = message_get_id (message);
+  const char *code;
+
+  code = gchatd_server_talk (self->server, self, gchat_message_get_string (message, "user"), id);
+  if (code == NULL)
+    return;
+  if (g_str_equal (code, "unknown-user"))
+    send_result (self, "talk", id, code, _("There is no user of that name"), 0);
+  else if (g_str_equal (code, "offline"))
+    send_result (self, "talk", id, code, _("That user is not online"), 0);
+  else
+    send_result (self, "talk", id, code, _("You cannot talk to yourself"), 0);
+}
+
+static void
+handle_pong (GchatdConnection *self,
+             GchatMessage     *message)
+{
+  g_autoptr(GchatMessage) pong = gchat_message_new (GCHAT_MESSAGE_PONG);
+
+  message_set_id (pong, message_get_id (message));
+  gchatd_connection_send_message (self, pong);
+}
+
+static void
+handle_bad_message (GchatdConnection *self,
+                    gint64            id,
+                    const char       *text,
+                    const char       *log_reason)
+{
+  send_error (self, id, "bad-message", text);
+  gchatd_connection_close (self, NULL, log_reason);
+}
+
+static void
+handle_message (GchatdConnection *self,
+                GchatMessage     *message)
+{
+  GchatMessageType type = gchat_message_get_message_type (message);
+  gboolean logged_in = self->state == GCHATD_CONNECTION_LOGGED_IN;
+
+  if (type == GCHAT_MESSAGE_PING)
+    handle_pong (self, message);
+  else if (type == GCHAT_MESSAGE_LOGOUT)
+    gchatd_connection_close (self, NULL, "logged out");
+  else if ((type == GCHAT_MESSAGE_SIGN || type == GCHAT_MESSAGE_AUTH) && logged_in)
+    handle_bad_message (self, message_get_id (message), _("Already logged in"),
+                        "sign or auth while logged in");
+  else if (type == GCHAT_MESSAGE_SIGN)
+    handle_sign (self, message);
+  else if (type == GCHAT_MESSAGE_AUTH)
+    handle_auth (self, message);
+  else if (type != GCHAT_MESSAGE_LIST && type != GCHAT_MESSAGE_TALK)
+    handle_bad_message (self, message_get_id (message), _("Clients cannot send this message"),
+                        "a server message from a client");
+  else if (!logged_in)
+    send_error (self, message_get_id (message), "not-logged-in", _("Log in first"));
+  else if (type == GCHAT_MESSAGE_LIST)
+    gchatd_server_send_user_list (self->server, self, message_get_id (message));
+  else
+    handle_talk (self, message);
+}
+
+static void
+handle_sealed_frame (GchatdConnection *self,
+                     GBytes           *payload)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) plain = NULL;
+  g_autoptr(GchatMessage) message = NULL;
+
+  plain = gchat_channel_open (self->channel, payload, &error);
+  if (plain == NULL)
+    {
+      /* A forged, replayed or reordered frame: nothing is answered under a broken channel. */
+      g_message ("Disconnecting %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "frame did not open");
+      return;
+    }
+  message = gchat_message_decode (g_bytes_get_data (plain, NULL), g_bytes_get_size (plain), &error);
+  if (message == NULL)
+    {
+      g_message ("Disconnecting %s: bad message: %s", self->address, error->message);
+      handle_bad_message (self, -1, _("The message does not follow the gchat protocol"),
+                          "bad message");
+      return;
+    }
+  handle_message (self, message);
+}
+
+/* Handshake */
+
+static void
+handshake_step_thread (GTask        *task,
+                       gpointer      source_object,
+                       gpointer      task_data,
+                       GCancellable *cancellable)
+{
+  GchatdConnection *self = source_object;
+  GBytes *client_key = task_data;
+  g_autoptr(GBytes) none = NULL;
+  GError *error = NULL;
+
+  if (!gchat_handshake_step (self->handshake, client_key, &none, &error))
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+handshake_step_done_cb (GObject      *source,
+                        GAsyncResult *result,
+                        gpointer      user_data)
+{
+  GchatdConnection *self = GCHATD_CONNECTION (source);
+  g_autoptr(GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      if (self->state != GCHATD_CONNECTION_CLOSING)
+        {
+          g_message ("Disconnecting %s: handshake failed: %s", self->address, error->message);
+          gchatd_connection_close (self, NULL, "handshake failed");
+        }
+      return;
+    }
+  /* The handshake keeps the exporter secret: take what is needed of it, then drop it. */
+  if (!gchat_handshake_export (self->handshake, "endpoint", self->endpoint_key,
+                               sizeof self->endpoint_key, &error))
+    {
+      g_message ("Disconnecting %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "no endpoint key");
+      return;
+    }
+  self->channel = gchat_handshake_steal_channel (self->handshake);
+  g_clear_pointer (&self->handshake, gchat_handshake_free);
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  self->state = GCHATD_CONNECTION_AUTHENTICATING;
+  connection_resume (self);
+}
+
+/* The RSA unwrap takes milliseconds: it runs on a worker thread, and the connection reads
+ * nothing more until it is done. */
+static void
+handle_client_key (GchatdConnection *self,
+                   GBytes           *client_key)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, handshake_step_done_cb, NULL);
+
+  g_task_set_source_tag (task, handle_client_key);
+  g_task_set_task_data (task, g_bytes_ref (client_key), (GDestroyNotify) g_bytes_unref);
+  self->paused = TRUE;
+  gchat_frame_decoder_set_max_payload (self->decoder,
+                                       GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD);
+  g_task_run_in_thread (task, handshake_step_thread);
+}
+
+/* Reading */
+
+static void
+connection_process_frames (GchatdConnection *self)
+{
+  while (!self->paused && self->state != GCHATD_CONNECTION_CLOSING)
+    {
+      g_autoptr(GBytes) payload = gchat_frame_decoder_pop (self->decoder);
+
+      if (payload == NULL)
+        return;
+      if (self->state == GCHATD_CONNECTION_HANDSHAKE)
+        handle_client_key (self, payload);
+      else
+        handle_sealed_frame (self, payload);
+    }
+}
+
+static gboolean
+connection_push (GchatdConnection *self,
+                 const guint8     *data,
+                 gsize             len)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (gchat_frame_decoder_push (self->decoder, data, len, &error))
+    return TRUE;
+  g_message ("Disconnecting %s: %s", self->address, error->message);
+  gchatd_connection_close (self, NULL, "bad frame");
+  return FALSE;
+}
+
+/* Until the client key has arrived, bytes go in one at a time: the frames after it may be
+ * larger than the handshake limit, which is raised only once the client key is out. */
+static void
+connection_feed (GchatdConnection *self,
+                 const guint8     *data,
+                 gsize             len)
+{
+  gsize i = 0;
+
+  while (self->state == GCHATD_CONNECTION_HANDSHAKE && !self->paused && i < len)
+    {
+      if (!connection_push (self, data + i++, 1))
+        return;
+      connection_process_frames (self);
+    }
+  if (i < len && self->state != GCHATD_CONNECTION_CLOSING
+      && !connection_push (self, data + i, len - i))
+    return;
+  connection_process_frames (self);
+}
+
+static gboolean
+connection_readable_cb (GObject  *stream,
+                        gpointer  user_data)
+{
+  g_autoptr(GchatdConnection) self = g_object_ref (user_data);
+  g_autoptr(GError) error = NULL;
+  guint8 buffer[READ_CHUNK];
+  gssize n;
+
+  n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), buffer,
+                                                sizeof buffer, NULL, &error);
+  if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+    return G_SOURCE_CONTINUE;
+  if (n <= 0)
+    {
+      gchatd_connection_close (self, NULL, n == 0 ? "peer closed" : error->message);
+      return G_SOURCE_CONTINUE; /* closing destroyed the source already */
+    }
+  connection_feed (self, buffer, n);
+  /* While a request runs, the socket is not read: a client cannot pile frames up in memory. */
+  if (self->paused)
+    connection_stop_reading (self);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+connection_start_reading (GchatdConnection *self)
+{
+  GInputStream *input = g_io_stream_get_input_stream (G_IO_STREAM (self->connection));
+
+  if (self->read_source != NULL || self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (input),
+                                                              NULL);
+  g_source_set_callback (self->read_source, G_SOURCE_FUNC (connection_readable_cb), self, NULL);
+  g_source_attach (self->read_source, g_main_context_get_thread_default ());
+}
+
+/* Goes on with the frames already buffered, then with the socket. */
+static void
+connection_resume (GchatdConnection *self)
+{
+  self->paused = FALSE;
+  connection_process_frames (self);
+  if (!self->paused)
+    connection_start_reading (self);
+}
+
+void
+gchatd_connection_start (GchatdConnection *self)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) hello = NULL;
+  g_autoptr(GBytes) frame = NULL;
+
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+
+  if (!gchat_handshake_step (self->handshake, NULL, &hello, &error)
+      || (frame = gchat_frame_encode (g_bytes_get_data (hello, NULL), g_bytes_get_size (hello),
+                                      &error)) == NULL)
+    {
+      g_message ("Cannot greet %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "no hello");
+      return;
+    }
+  connection_queue_frame (self, frame);
+  if (self->login_timeout_ms > 0)
+    self->login_timeout_id = g_timeout_add (self->login_timeout_ms, login_timeout_cb, self);
+  connection_start_reading (self);
+}

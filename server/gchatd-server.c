@@ -1,0 +1,755 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* gchatd's top object: the listening socket, the sessions, presence and the pair keys. */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <glib/gi18n-lib.h>
+#include <glib/gstdio.h>
+
+#include "gchat-crypto.h"
+#include "gchatd-server.h"
+
+/* How often forgotten pair keys and throttle records are dropped. */
+#define SWEEP_INTERVAL_S 60
+
+/* The key of one pair of users, valid only while both sessions that it was issued to live: a
+ * client that logs in again starts its datagram counters from zero, so it must never be given
+ * a key it used before. */
+typedef struct {
+  guint8  key[GCHAT_KEY_SIZE];
+  guint32 key_id;
+  gint64  expires;   /* Unix time in seconds */
+  guint64 serial_lo; /* session serials of the two users, in the order of the table key */
+  guint64 serial_hi;
+} PairKey;
+
+struct _GchatdServer
+{
+  GObject               parent_instance;
+
+  GchatConfig          *config;
+  GchatRsaKey          *key;
+  char                 *fingerprint;
+  GchatdUserStore      *store;
+  GchatdPasswordHasher *hasher;
+  GchatdThrottle       *throttle;
+  GchatArgon2Params     params;
+
+  GSocketService       *service;
+  gint                  port_override; /* -1: the configured port */
+  guint16               port;
+  guint                 login_timeout_ms;
+  gboolean              stopping;
+
+  GHashTable           *connections; /* GchatdConnection → itself, owning a reference */
+  GHashTable           *sessions;    /* case-folded user name → GchatdConnection */
+  GHashTable           *presence;    /* stored user name → online (gboolean), the next batch */
+  guint                 presence_id;
+  GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
+  guint32               next_key_id;
+  guint                 sweep_id;
+};
+
+G_DEFINE_FINAL_TYPE (GchatdServer, gchatd_server, G_TYPE_OBJECT)
+
+G_DEFINE_QUARK (gchatd-server-error-quark, gchatd_server_error)
+
+static void
+pair_key_free (gpointer data)
+{
+  gchat_memzero (data, sizeof (PairKey));
+  g_free (data);
+}
+
+static void
+connection_closed_cb (GchatdConnection *connection,
+                      gpointer          user_data)
+{
+  GchatdServer *self = user_data;
+
+  g_signal_handlers_disconnect_by_data (connection, self);
+  g_hash_table_remove (self->connections, connection);
+}
+
+static void
+gchatd_server_dispose (GObject *object)
+{
+  GchatdServer *self = GCHATD_SERVER (object);
+  g_autoptr(GList) connections = NULL;
+
+  if (self->service != NULL)
+    {
+      g_socket_service_stop (self->service);
+      g_socket_listener_close (G_SOCKET_LISTENER (self->service));
+    }
+  g_clear_object (&self->service);
+  g_clear_handle_id (&self->presence_id, g_source_remove);
+  g_clear_handle_id (&self->sweep_id, g_source_remove);
+  if (self->connections != NULL)
+    connections = g_hash_table_get_keys (self->connections);
+  for (GList *l = connections; l != NULL; l = l->next)
+    {
+      g_signal_handlers_disconnect_by_data (l->data, self);
+      gchatd_connection_close (l->data, NULL, "server finalized");
+    }
+  g_clear_pointer (&self->connections, g_hash_table_unref);
+  g_clear_pointer (&self->sessions, g_hash_table_unref);
+  g_clear_object (&self->hasher);
+  g_clear_object (&self->store);
+  g_clear_object (&self->throttle);
+  g_clear_object (&self->key);
+  g_clear_object (&self->config);
+
+  G_OBJECT_CLASS (gchatd_server_parent_class)->dispose (object);
+}
+
+static void
+gchatd_server_finalize (GObject *object)
+{
+  GchatdServer *self = GCHATD_SERVER (object);
+
+  g_clear_pointer (&self->presence, g_hash_table_unref);
+  g_clear_pointer (&self->pairs, g_hash_table_unref);
+  g_free (self->fingerprint);
+
+  G_OBJECT_CLASS (gchatd_server_parent_class)->finalize (object);
+}
+
+static void
+gchatd_server_class_init (GchatdServerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = gchatd_server_dispose;
+  object_class->finalize = gchatd_server_finalize;
+}
+
+static void
+gchatd_server_init (GchatdServer *self)
+{
+  self->port_override = -1;
+  self->login_timeout_ms = GCHATD_SERVER_LOGIN_TIMEOUT_MS;
+  self->next_key_id = 1;
+  self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->pairs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pair_key_free);
+}
+
+/* Files */
+
+char *
+gchatd_server_dup_state_dir (GchatConfig *config)
+{
+  const char *data_base;
+
+  g_return_val_if_fail (GCHAT_IS_CONFIG (config), NULL);
+
+  data_base = gchat_config_get_data_base (config);
+  if (data_base != NULL)
+    return g_path_get_dirname (data_base);
+  return g_build_filename (g_get_user_data_dir (), "gchatd", NULL);
+}
+
+static GchatRsaKey *
+create_key (const char  *private_path,
+            const char  *public_path,
+            GError     **error)
+{
+  g_autoptr(GchatRsaKey) key = NULL;
+  g_autofree char *fingerprint = NULL;
+
+  g_message ("Making the server's RSA-%u key pair in %s; this takes a moment", GCHAT_RSA_KEY_BITS,
+             private_path);
+  key = gchat_rsa_key_generate (GCHAT_RSA_KEY_BITS, error);
+  if (key == NULL || !gchat_rsa_key_save_private (key, private_path, error)
+      || !gchat_rsa_key_save_public (key, public_path, error))
+    return NULL;
+  fingerprint = gchat_rsa_key_get_fingerprint (key);
+  g_message ("The server's new key fingerprint is %s", fingerprint);
+  return g_steal_pointer (&key);
+}
+
+static GchatRsaKey *
+load_or_create_key (GchatConfig  *config,
+                    const char   *state_dir,
+                    GError      **error)
+{
+  g_autofree char *default_private = g_build_filename (state_dir, "server-private.pem", NULL);
+  g_autofree char *default_public = g_build_filename (state_dir, "server-public.pem", NULL);
+  const char *private_path = gchat_config_get_server_private_key (config);
+  const char *public_path = gchat_config_get_server_certificate (config);
+  g_autoptr(GchatRsaKey) key = NULL;
+
+  private_path = private_path ? private_path : default_private;
+  public_path = public_path ? public_path : default_public;
+  if (!g_file_test (private_path, G_FILE_TEST_EXISTS))
+    return create_key (private_path, public_path, error);
+  key = gchat_rsa_key_load_private (private_path, error);
+  if (key == NULL)
+    return NULL;
+  /* Clients need the public half: write it again when someone deleted it. */
+  if (!g_file_test (public_path, G_FILE_TEST_EXISTS)
+      && !gchat_rsa_key_save_public (key, public_path, error))
+    return NULL;
+  return g_steal_pointer (&key);
+}
+
+static gboolean
+open_state (GchatdServer  *self,
+            GError       **error)
+{
+  g_autofree char *state_dir = gchatd_server_dup_state_dir (self->config);
+  g_autofree char *default_store = g_build_filename (state_dir, "users.json", NULL);
+  const char *store_path = gchat_config_get_data_base (self->config);
+  GError *local_error = NULL;
+
+  if (g_mkdir_with_parents (state_dir, 0700) != 0)
+    {
+      int saved_errno = errno;
+
+      g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_STATE_DIR,
+                   _("Cannot make the folder “%s”: %s"), state_dir, g_strerror (saved_errno));
+      return FALSE;
+    }
+  self->key = load_or_create_key (self->config, state_dir, &local_error);
+  if (self->key == NULL)
+    {
+      g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
+                   _("The server key is unusable: %s"), local_error->message);
+      g_error_free (local_error);
+      return FALSE;
+    }
+  self->fingerprint = gchat_rsa_key_get_fingerprint (self->key);
+  self->store = gchatd_user_store_new (store_path ? store_path : default_store, error);
+  return self->store != NULL;
+}
+
+GchatdServer *
+gchatd_server_new (GchatConfig  *config,
+                   GError      **error)
+{
+  g_autoptr(GchatdServer) self = NULL;
+
+  g_return_val_if_fail (GCHAT_IS_CONFIG (config), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  self = g_object_new (GCHATD_TYPE_SERVER, NULL);
+  self->config = g_object_ref (config);
+  gchat_config_get_argon2_params (config, &self->params);
+  if (!open_state (self, error))
+    return NULL;
+  self->hasher = gchatd_password_hasher_new (0, GCHATD_PASSWORD_HASHER_DEFAULT_MAX_QUEUED);
+  self->throttle = gchatd_throttle_new ();
+  return g_steal_pointer (&self);
+}
+
+void
+gchatd_server_set_port (GchatdServer *self,
+                        guint16       port)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (self->service == NULL);
+  self->port_override = port;
+}
+
+void
+gchatd_server_set_login_timeout (GchatdServer *self,
+                                 guint         timeout_ms)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  self->login_timeout_ms = timeout_ms;
+}
+
+/* Listening */
+
+static gboolean
+incoming_cb (GSocketService    *service,
+             GSocketConnection *socket_connection,
+             GObject           *source_object,
+             gpointer           user_data)
+{
+  GchatdServer *self = user_data;
+  GchatdConnection *connection;
+
+  if (self->stopping)
+    return TRUE;
+  if (g_hash_table_size (self->connections) >= gchat_config_get_max_connections (self->config))
+    {
+      g_debug ("Refusing a connection: %u clients are connected already",
+               g_hash_table_size (self->connections));
+      g_io_stream_close (G_IO_STREAM (socket_connection), NULL, NULL);
+      return TRUE;
+    }
+  connection = gchatd_connection_new (self, socket_connection, self->login_timeout_ms);
+  g_hash_table_add (self->connections, connection);
+  g_signal_connect (connection, "closed", G_CALLBACK (connection_closed_cb), self);
+  gchatd_connection_start (connection);
+  return TRUE;
+}
+
+static GList *
+resolve_listen_address (const char  *host,
+                        GError     **error)
+{
+  g_autoptr(GInetAddress) address = g_inet_address_new_from_string (host);
+  g_autoptr(GError) local_error = NULL;
+  GList *addresses;
+
+  if (address != NULL)
+    return g_list_prepend (NULL, g_steal_pointer (&address));
+  addresses = g_resolver_lookup_by_name (g_resolver_get_default (), host, NULL, &local_error);
+  if (addresses == NULL)
+    g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_LISTEN,
+                 _("Cannot find the address “%s” to listen on: %s"), host, local_error->message);
+  return addresses;
+}
+
+/* Binds every address @host names. With port 0, the first bind picks a free port and the
+ * others take the same, so the server has one port. */
+static gboolean
+listen_on (GchatdServer  *self,
+           const char    *host,
+           guint16        port,
+           GError       **error)
+{
+  GList *addresses = resolve_listen_address (host, error);
+  g_autoptr(GError) first_error = NULL;
+  guint bound = 0;
+
+  for (GList *l = addresses; l != NULL; l = l->next)
+    {
+      g_autoptr(GSocketAddress) address = g_inet_socket_address_new (l->data, port);
+      g_autoptr(GSocketAddress) effective = NULL;
+      g_autoptr(GError) local_error = NULL;
+
+      if (!g_socket_listener_add_address (G_SOCKET_LISTENER (self->service), address,
+                                          G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
+                                          &effective, &local_error))
+        {
+          g_message ("Not listening on %s: %s", host, local_error->message);
+          if (first_error == NULL)
+            first_error = g_steal_pointer (&local_error);
+          continue;
+        }
+      port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
+      bound++;
+    }
+  g_list_free_full (addresses, g_object_unref);
+  if (bound == 0 && first_error != NULL)
+    g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_LISTEN,
+                 _("Cannot listen on %s port %u: %s"), host, port, first_error->message);
+  self->port = port;
+  return bound > 0;
+}
+
+static gboolean sweep_cb (gpointer user_data);
+
+gboolean
+gchatd_server_start (GchatdServer  *self,
+                     GError       **error)
+{
+  const char *host;
+  guint16 port;
+
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+  g_return_val_if_fail (self->service == NULL, FALSE);
+
+  host = gchat_config_get_server_address (self->config);
+  port = self->port_override >= 0 ? self->port_override
+                                  : gchat_config_get_server_port (self->config);
+  self->service = g_socket_service_new ();
+  g_socket_listener_set_backlog (G_SOCKET_LISTENER (self->service), GCHATD_SERVER_LISTEN_BACKLOG);
+  if (!listen_on (self, host, port, error))
+    {
+      g_clear_object (&self->service);
+      return FALSE;
+    }
+  g_signal_connect (self->service, "incoming", G_CALLBACK (incoming_cb), self);
+  g_socket_service_start (self->service);
+  self->sweep_id = g_timeout_add_seconds (SWEEP_INTERVAL_S, sweep_cb, self);
+  g_message ("Listening on %s port %u; key fingerprint %s", host, self->port, self->fingerprint);
+  return TRUE;
+}
+
+guint16
+gchatd_server_get_port (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return self->port;
+}
+
+void
+gchatd_server_stop (GchatdServer *self)
+{
+  GList *connections;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+
+  if (self->stopping)
+    return;
+  self->stopping = TRUE;
+  if (self->service != NULL)
+    {
+      g_socket_service_stop (self->service);
+      g_socket_listener_close (G_SOCKET_LISTENER (self->service));
+    }
+  /* Closing may drop a connection from the table at once: walk a copy. */
+  connections = g_hash_table_get_keys (self->connections);
+  for (GList *l = connections; l != NULL; l = l->next)
+    g_object_ref (l->data);
+  for (GList *l = connections; l != NULL; l = l->next)
+    gchatd_connection_close (l->data, "shutdown", "server stopping");
+  g_list_free_full (connections, g_object_unref);
+}
+
+void
+gchatd_server_reload (GchatdServer *self,
+                      GchatConfig  *config)
+{
+  static const char * const restart_keys[] = {
+    "server_address", "server_certificate", "server_privateKey", "data_base",
+  };
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (GCHAT_IS_CONFIG (config));
+
+  for (guint i = 0; i < G_N_ELEMENTS (restart_keys); i++)
+    {
+      const char *key = restart_keys[i];
+
+      if (g_strcmp0 (gchat_config_get_string (self->config, key),
+                     gchat_config_get_string (config, key)) != 0)
+        g_message ("The new value of “%s” takes effect at the next start", key);
+    }
+  if (gchat_config_get_server_port (self->config) != gchat_config_get_server_port (config))
+    g_message ("The new value of “server_port” takes effect at the next start");
+  g_set_object (&self->config, config);
+  gchat_config_get_argon2_params (config, &self->params);
+  g_message ("Reloaded the configuration: at most %u connections",
+             gchat_config_get_max_connections (config));
+}
+
+const char *
+gchatd_server_get_fingerprint (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->fingerprint;
+}
+
+guint
+gchatd_server_get_n_connections (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return g_hash_table_size (self->connections);
+}
+
+guint
+gchatd_server_get_n_sessions (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return g_hash_table_size (self->sessions);
+}
+
+GchatRsaKey *
+gchatd_server_get_key (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->key;
+}
+
+GchatdUserStore *
+gchatd_server_get_store (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->store;
+}
+
+GchatdPasswordHasher *
+gchatd_server_get_hasher (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->hasher;
+}
+
+GchatdThrottle *
+gchatd_server_get_throttle (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->throttle;
+}
+
+void
+gchatd_server_get_argon2_params (GchatdServer      *self,
+                                 GchatArgon2Params *params)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  *params = self->params;
+}
+
+/* Presence */
+
+/* Cuts @names into messages of at most GCHAT_USER_LIST_MAX names each; returns the next
+ * position. */
+static guint
+take_names (GPtrArray          *names,
+            guint               start,
+            GchatMessage       *message,
+            const char         *field)
+{
+  guint n = MIN (names->len - start, GCHAT_USER_LIST_MAX);
+  g_autofree const char **slice = g_new0 (const char *, n + 1);
+
+  memcpy (slice, names->pdata + start, n * sizeof (char *));
+  gchat_message_set_strv (message, field, slice);
+  return start + n;
+}
+
+static void
+send_to_sessions (GchatdServer *self,
+                  GBytes       *json)
+{
+  GHashTableIter iter;
+  gpointer connection;
+
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &connection))
+    gchatd_connection_send_encoded (connection, json);
+}
+
+/* Every client gets the same batch: the current state of every name that changed during the
+ * window. Applied to any list that was right at some time in the window, it gives the list of
+ * now, so one encoding serves everyone. */
+static gboolean
+presence_flush_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+  g_autoptr(GPtrArray) joined = g_ptr_array_new ();
+  g_autoptr(GPtrArray) left = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer name, online;
+  guint j = 0, l = 0;
+
+  self->presence_id = 0;
+  g_hash_table_iter_init (&iter, self->presence);
+  while (g_hash_table_iter_next (&iter, &name, &online))
+    g_ptr_array_add (GPOINTER_TO_INT (online) ? joined : left, name);
+  while (j < joined->len || l < left->len)
+    {
+      g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_PRESENCE);
+      g_autoptr(GBytes) json = NULL;
+
+      if (j < joined->len)
+        j = take_names (joined, j, message, "joined");
+      if (l < left->len)
+        l = take_names (left, l, message, "left");
+      json = gchat_message_encode (message, NULL);
+      if (json != NULL)
+        send_to_sessions (self, json);
+    }
+  g_hash_table_remove_all (self->presence);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+presence_record (GchatdServer *self,
+                 const char   *user,
+                 gboolean      online)
+{
+  g_hash_table_insert (self->presence, g_strdup (user), GINT_TO_POINTER (online));
+  if (self->presence_id == 0)
+    self->presence_id = g_timeout_add (GCHATD_SERVER_PRESENCE_BATCH_MS, presence_flush_cb, self);
+}
+
+void
+gchatd_server_send_user_list (GchatdServer     *self,
+                              GchatdConnection *connection,
+                              gint64            id)
+{
+  g_autoptr(GPtrArray) names = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer session;
+  guint next = 0;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &session))
+    g_ptr_array_add (names, (gpointer) gchatd_connection_get_user (session));
+  do
+    {
+      g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_USERS);
+
+      next = take_names (names, next, message, "users");
+      if (next < names->len)
+        gchat_message_set_bool (message, "more", TRUE);
+      if (id >= 0)
+        gchat_message_set_int (message, "id", id);
+      gchatd_connection_send_message (connection, message);
+    }
+  while (next < names->len);
+}
+
+void
+gchatd_server_session_begin (GchatdServer     *self,
+                             GchatdConnection *connection)
+{
+  const char *user = gchatd_connection_get_user (connection);
+  g_autofree char *folded = g_ascii_strdown (user, -1);
+  GchatdConnection *old;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+
+  old = g_hash_table_lookup (self->sessions, folded);
+  if (old != NULL)
+    {
+      /* Out of the table first, so its end does not announce the user as gone. */
+      g_hash_table_remove (self->sessions, folded);
+      g_message ("“%s” logged in again from %s; closing the session from %s", user,
+                 gchatd_connection_get_address (connection), gchatd_connection_get_address (old));
+      gchatd_connection_close (old, "replaced", "replaced by a new log-in");
+    }
+  g_hash_table_insert (self->sessions, g_strdup (folded), connection);
+  gchatd_server_send_user_list (self, connection, -1);
+  if (old == NULL)
+    presence_record (self, user, TRUE);
+}
+
+void
+gchatd_server_session_end (GchatdServer     *self,
+                           GchatdConnection *connection)
+{
+  const char *user = gchatd_connection_get_user (connection);
+  g_autofree char *folded = NULL;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+
+  if (user == NULL)
+    return;
+  folded = g_ascii_strdown (user, -1);
+  if (g_hash_table_lookup (self->sessions, folded) != connection)
+    return;
+  g_hash_table_remove (self->sessions, folded);
+  g_message ("The session of “%s” ended", user);
+  presence_record (self, user, FALSE);
+}
+
+/* Pair keys */
+
+static void
+send_pair_key (GchatdConnection *to,
+               GchatdConnection *other,
+               const PairKey    *pair,
+               gint64            id)
+{
+  g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_PAIR_KEY);
+
+  gchat_message_set_string (message, "user", gchatd_connection_get_user (other));
+  gchat_message_set_int (message, "key_id", pair->key_id);
+  gchat_message_set_bytes (message, "key", pair->key, sizeof pair->key);
+  gchat_message_set_int (message, "expires", pair->expires);
+  if (id >= 0)
+    gchat_message_set_int (message, "id", id);
+  gchatd_connection_send_message (to, message);
+}
+
+static gboolean
+pair_key_is_live (const PairKey *pair,
+                  guint64        serial_lo,
+                  guint64        serial_hi,
+                  gint64         now)
+{
+  return pair->serial_lo == serial_lo && pair->serial_hi == serial_hi && pair->expires > now;
+}
+
+/* The live key of the pair, or a fresh one: when both users ask for each other at once, the
+ * second request finds the key of the first, so both end with the same key. */
+static const PairKey *
+pair_key_get (GchatdServer     *self,
+              GchatdConnection *a,
+              const char       *folded_a,
+              GchatdConnection *b,
+              const char       *folded_b)
+{
+  gboolean a_first = strcmp (folded_a, folded_b) < 0;
+  guint64 serial_lo = gchatd_connection_get_session_serial (a_first ? a : b);
+  guint64 serial_hi = gchatd_connection_get_session_serial (a_first ? b : a);
+  g_autofree char *id = g_strconcat (a_first ? folded_a : folded_b, "\n",
+                                     a_first ? folded_b : folded_a, NULL);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  PairKey *pair = g_hash_table_lookup (self->pairs, id);
+
+  if (pair != NULL && pair_key_is_live (pair, serial_lo, serial_hi, now))
+    return pair;
+  pair = g_new0 (PairKey, 1);
+  gchat_random_bytes (pair->key, sizeof pair->key);
+  pair->key_id = self->next_key_id;
+  /* Key id 0 is the endpoint datagrams' (PROTOCOL.md §7.5). */
+  self->next_key_id = self->next_key_id == G_MAXUINT32 ? 1 : self->next_key_id + 1;
+  pair->expires = now + GCHATD_SERVER_PAIR_KEY_LIFETIME_S;
+  pair->serial_lo = serial_lo;
+  pair->serial_hi = serial_hi;
+  g_hash_table_replace (self->pairs, g_steal_pointer (&id), pair);
+  return pair;
+}
+
+const char *
+gchatd_server_talk (GchatdServer     *self,
+                    GchatdConnection *connection,
+                    const char       *user,
+                    gint64            id)
+{
+  g_autoptr(GchatdUserRecord) record = NULL;
+  g_autofree char *folded_self = NULL;
+  g_autofree char *folded_other = NULL;
+  GchatdConnection *other;
+  const PairKey *pair;
+
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), "internal");
+
+  if (!gchatd_user_name_validate (user, NULL)
+      || (record = gchatd_user_store_lookup (self->store, user)) == NULL)
+    return "unknown-user";
+  folded_self = g_ascii_strdown (gchatd_connection_get_user (connection), -1);
+  folded_other = g_ascii_strdown (gchatd_user_record_get_name (record), -1);
+  if (g_str_equal (folded_self, folded_other))
+    return "bad-name";
+  other = g_hash_table_lookup (self->sessions, folded_other);
+  if (other == NULL)
+    return "offline";
+  pair = pair_key_get (self, connection, folded_self, other, folded_other);
+  send_pair_key (connection, other, pair, id);
+  send_pair_key (other, connection, pair, -1);
+  return NULL;
+}
+
+/* Housekeeping */
+
+static gboolean
+pair_key_is_stale (gpointer key,
+                   gpointer value,
+                   gpointer user_data)
+{
+  GchatdServer *self = user_data;
+  g_auto(GStrv) names = g_strsplit (key, "\n", 2);
+  GchatdConnection *lo = g_hash_table_lookup (self->sessions, names[0]);
+  GchatdConnection *hi = names[1] ? g_hash_table_lookup (self->sessions, names[1]) : NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  return lo == NULL || hi == NULL
+         || !pair_key_is_live (value, gchatd_connection_get_session_serial (lo),
+                               gchatd_connection_get_session_serial (hi), now);
+}
+
+static gboolean
+sweep_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+
+  g_hash_table_foreach_remove (self->pairs, pair_key_is_stale, self);
+  gchatd_throttle_expire (self->throttle, g_get_monotonic_time ());
+  return G_SOURCE_CONTINUE;
+}

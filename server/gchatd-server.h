@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* gchatd's top object: the listening socket, the sessions, presence and the pair keys. */
+
+#pragma once
+
+#include <gio/gio.h>
+
+#include "gchat-config.h"
+#include "gchat-rsa-key.h"
+#include "gchatd-connection.h"
+#include "gchatd-password-hasher.h"
+#include "gchatd-throttle.h"
+#include "gchatd-user-store.h"
+
+G_BEGIN_DECLS
+
+#define GCHATD_SERVER_ERROR (gchatd_server_error_quark ())
+
+typedef enum {
+  GCHATD_SERVER_ERROR_STATE_DIR, /* the state folder could not be made */
+  GCHATD_SERVER_ERROR_KEY,       /* the key pair could not be read, made or saved */
+  GCHATD_SERVER_ERROR_LISTEN,    /* the address could not be resolved or bound */
+} GchatdServerError;
+
+/* How long a new connection has to log in before it is closed. */
+#define GCHATD_SERVER_LOGIN_TIMEOUT_MS (30 * 1000)
+/* Presence changes are collected this long, then sent to everyone in one batch. */
+#define GCHATD_SERVER_PRESENCE_BATCH_MS 50
+/* How long a pair key is valid. */
+#define GCHATD_SERVER_PAIR_KEY_LIFETIME_S (24 * 60 * 60)
+/* The listen backlog: GIO's default of 10 makes a connection storm crawl. */
+#define GCHATD_SERVER_LISTEN_BACKLOG 4096
+
+#define GCHATD_TYPE_SERVER (gchatd_server_get_type ())
+G_DECLARE_FINAL_TYPE (GchatdServer, gchatd_server, GCHATD, SERVER, GObject)
+
+GQuark                gchatd_server_error_quark   (void);
+
+/* The folder gchatd keeps its files in: that of `data_base` when set, else
+ * $XDG_DATA_HOME/gchatd. */
+char                 *gchatd_server_dup_state_dir (GchatConfig       *config);
+
+/* Makes the state folder (0700), loads the key pair or makes an RSA-3072 one at first start
+ * (private key 0600), and opens the user store. Blocks: call it before the loop runs. */
+GchatdServer         *gchatd_server_new           (GchatConfig       *config,
+                                                   GError           **error);
+/* Overrides the configured port before start, 0 meaning any free port (for tests). */
+void                  gchatd_server_set_port      (GchatdServer      *self,
+                                                   guint16            port);
+void                  gchatd_server_set_login_timeout (GchatdServer  *self,
+                                                   guint              timeout_ms);
+gboolean              gchatd_server_start         (GchatdServer      *self,
+                                                   GError           **error);
+/* The port actually bound, once started. */
+guint16               gchatd_server_get_port      (GchatdServer      *self);
+/* Stops listening and tells every client the server is going down (`bye` `shutdown`). The
+ * connections close as their output drains; watch gchatd_server_get_n_connections(). */
+void                  gchatd_server_stop          (GchatdServer      *self);
+
+/* Takes what can change while running from @config: the connection limit and the Argon2id cost
+ * of new accounts. Other changes are logged as needing a restart. */
+void                  gchatd_server_reload        (GchatdServer      *self,
+                                                   GchatConfig       *config);
+
+const char           *gchatd_server_get_fingerprint  (GchatdServer   *self);
+guint                 gchatd_server_get_n_connections (GchatdServer  *self);
+guint                 gchatd_server_get_n_sessions   (GchatdServer   *self);
+
+/* For GchatdConnection. */
+GchatRsaKey          *gchatd_server_get_key       (GchatdServer      *self);
+GchatdUserStore      *gchatd_server_get_store     (GchatdServer      *self);
+GchatdPasswordHasher *gchatd_server_get_hasher    (GchatdServer      *self);
+GchatdThrottle       *gchatd_server_get_throttle  (GchatdServer      *self);
+/* The Argon2id cost new accounts get. */
+void                  gchatd_server_get_argon2_params (GchatdServer  *self,
+                                                   GchatArgon2Params *params);
+/* @connection has just logged in as @user (the stored spelling): replaces an older session of
+ * the same user, sends the online list and tells everyone else. */
+void                  gchatd_server_session_begin (GchatdServer      *self,
+                                                   GchatdConnection  *connection);
+/* @connection's session ends (it is closing). */
+void                  gchatd_server_session_end   (GchatdServer      *self,
+                                                   GchatdConnection  *connection);
+/* Sends the online list to @connection, in several `users` messages when long. @id < 0 means
+ * the request had none. */
+void                  gchatd_server_send_user_list (GchatdServer     *self,
+                                                   GchatdConnection  *connection,
+                                                   gint64             id);
+/* Issues (or reuses) the pair key of @connection's user and @user, and sends it to both.
+ * Returns NULL then, or the error code for the `result`: `unknown-user`, `offline` or
+ * `bad-name` (oneself). */
+const char           *gchatd_server_talk          (GchatdServer      *self,
+                                                   GchatdConnection  *connection,
+                                                   const char        *user,
+                                                   gint64             id);
+
+G_END_DECLS

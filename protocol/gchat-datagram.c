@@ -13,6 +13,8 @@
 /* Labels of protocol version 1. Changing any of them makes a new, incompatible version. */
 #define LABEL_LO_HI "gchat v1 peer lo-hi"
 #define LABEL_HI_LO "gchat v1 peer hi-lo"
+#define LABEL_ENDPOINT_C2S "gchat v1 endpoint client to server"
+#define LABEL_ENDPOINT_S2C "gchat v1 endpoint server to client"
 
 /* The info of a direction key: a label, then both names with a length byte each. */
 #define DIRECTION_INFO_MAX (sizeof LABEL_LO_HI - 1 + 2 * (1 + GCHAT_USER_NAME_MAX))
@@ -45,9 +47,15 @@ struct _GchatPeerKeys
   ReplayWindow window;
 };
 
+/* @receive is @send itself in the first form (gchat_endpoint_key_new()), a key of its own for
+ * a session, whose two directions never share a key and so never a nonce. */
 struct _GchatEndpointKey
 {
-  GchatAead   *aead;
+  GchatAead   *send;
+  GchatAead   *receive;
+  guint32      key_id;
+  guint8       send_direction;
+  guint8       receive_direction;
   guint64      next_seq;
   ReplayWindow window;
 };
@@ -626,8 +634,65 @@ gchat_endpoint_key_new (const guint8  key[32],
   if (aead == NULL)
     return NULL;
   self = g_new0 (GchatEndpointKey, 1);
-  self->aead = aead;
+  self->send = aead;
+  self->receive = aead;
   return self;
+}
+
+/* HKDF-Expand(key, label, 32) made into an AEAD handle, the key wiped at once. */
+static GchatAead *
+endpoint_direction_aead (const guint8  key[GCHAT_KEY_SIZE],
+                         const char   *label,
+                         GError      **error)
+{
+  guint8 direction_key[GCHAT_KEY_SIZE];
+  GchatAead *aead = NULL;
+
+  if (gchat_hkdf_expand (key, GCHAT_KEY_SIZE, (const guint8 *) label, strlen (label),
+                         direction_key, sizeof direction_key, error))
+    aead = gchat_aead_new (direction_key, error);
+  gchat_memzero (direction_key, sizeof direction_key);
+  return aead;
+}
+
+GchatEndpointKey *
+gchat_endpoint_key_new_for_session (const guint8        key[32],
+                                    guint32             endpoint_id,
+                                    GchatEndpointSide   side,
+                                    GError            **error)
+{
+  g_autoptr(GchatAead) c2s = NULL;
+  g_autoptr(GchatAead) s2c = NULL;
+  gboolean server = side == GCHAT_ENDPOINT_SIDE_SERVER;
+  GchatEndpointKey *self;
+
+  g_return_val_if_fail (key != NULL, NULL);
+  g_return_val_if_fail (endpoint_id != 0, NULL);
+  g_return_val_if_fail (side == GCHAT_ENDPOINT_SIDE_CLIENT || server, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  c2s = endpoint_direction_aead (key, LABEL_ENDPOINT_C2S, error);
+  if (c2s == NULL)
+    return NULL;
+  s2c = endpoint_direction_aead (key, LABEL_ENDPOINT_S2C, error);
+  if (s2c == NULL)
+    return NULL;
+
+  self = g_new0 (GchatEndpointKey, 1);
+  self->key_id = endpoint_id;
+  self->send_direction = server ? 1 : 0;
+  self->receive_direction = server ? 0 : 1;
+  self->send = server ? g_steal_pointer (&s2c) : g_steal_pointer (&c2s);
+  self->receive = server ? g_steal_pointer (&c2s) : g_steal_pointer (&s2c);
+  return self;
+}
+
+guint32
+gchat_endpoint_key_get_endpoint_id (GchatEndpointKey *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+
+  return self->key_id;
 }
 
 void
@@ -635,7 +700,10 @@ gchat_endpoint_key_free (GchatEndpointKey *self)
 {
   if (self == NULL)
     return;
-  g_clear_pointer (&self->aead, gchat_aead_free);
+  if (self->receive == self->send)
+    self->receive = NULL;
+  g_clear_pointer (&self->receive, gchat_aead_free);
+  g_clear_pointer (&self->send, gchat_aead_free);
   g_free (self);
 }
 
@@ -653,7 +721,9 @@ gchat_endpoint_key_seal (GchatEndpointKey  *self,
 
   if (!check_body_size (body_len, error) || !take_seq (&self->next_seq, &header.seq, error))
     return NULL;
-  return seal_datagram (self->aead, &header, body, body_len, error);
+  header.direction = self->send_direction;
+  header.key_id = self->key_id;
+  return seal_datagram (self->send, &header, body, body_len, error);
 }
 
 GBytes *
@@ -672,13 +742,15 @@ gchat_endpoint_key_open (GchatEndpointKey  *self,
 
   if (!gchat_datagram_peek_header (data, len, &header, error))
     return NULL;
-  if (header.kind != GCHAT_DATAGRAM_KIND_ENDPOINT || header.key_id != 0 || header.direction != 0)
+  if (header.kind != GCHAT_DATAGRAM_KIND_ENDPOINT || header.key_id != self->key_id
+      || header.direction != self->receive_direction)
     {
-      g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_UNKNOWN_KEY,
-                           _("Only endpoint datagrams with key 0 and direction 0 belong here"));
+      g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_UNKNOWN_KEY,
+                   _("Only endpoint datagrams with key %u and direction %u belong here"),
+                   self->key_id, (guint) self->receive_direction);
       return NULL;
     }
-  body = open_datagram (self->aead, &self->window, &header, data, len, error);
+  body = open_datagram (self->receive, &self->window, &header, data, len, error);
   if (body != NULL && seq != NULL)
     *seq = header.seq;
   return body;

@@ -113,8 +113,9 @@ GBytes        *gchat_peer_keys_open      (GchatPeerKeys      *self,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatPeerKeys, gchat_peer_keys_free)
 
-/* The key of one connection's endpoint datagrams (§7.5): key id 0, direction 0. The client
- * seals with it, the server opens with it and keeps one per connection for its replay window. */
+/* The key of one connection's endpoint datagrams in their first form: key id 0, direction 0,
+ * sealed with @key itself, both ways. Sessions use gchat_endpoint_key_new_for_session() below,
+ * which is what §7.5 now describes; this form stays for the code written against it. */
 typedef struct _GchatEndpointKey GchatEndpointKey;
 
 /* @key is the 32-byte export "endpoint" of the connection; it is copied into the AEAD. */
@@ -131,6 +132,24 @@ GBytes           *gchat_endpoint_key_open (GchatEndpointKey   *self,
                                            gsize               len,
                                            guint64            *seq,
                                            GError            **error);
+
+/* Which end of a session's endpoint datagrams a key serves (§7.5). */
+typedef enum {
+  GCHAT_ENDPOINT_SIDE_CLIENT, /* seals direction 0, opens the server's answers (direction 1) */
+  GCHAT_ENDPOINT_SIDE_SERVER, /* opens direction 0, seals the answers (direction 1) */
+} GchatEndpointSide;
+
+/* The endpoint key of one session (§7.5): @key is the 32-byte export "endpoint" of the
+ * connection and @endpoint_id (1..4294967295) the id the server gave in the `result` of `sign`
+ * or `auth`. Each direction seals with its own key derived from @key, and opening checks the
+ * key id and the direction, so an answer is never taken for a request or the reverse.
+ * gchat_endpoint_key_seal() and gchat_endpoint_key_open() work on it as on any endpoint key. */
+GchatEndpointKey *gchat_endpoint_key_new_for_session (const guint8        key[32],
+                                                      guint32             endpoint_id,
+                                                      GchatEndpointSide   side,
+                                                      GError            **error);
+/* The key id of the datagrams this key seals and opens: 0 for gchat_endpoint_key_new(). */
+guint32           gchat_endpoint_key_get_endpoint_id (GchatEndpointKey   *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatEndpointKey, gchat_endpoint_key_free)
 

@@ -80,6 +80,7 @@ static const FieldSpec result_fields[] = {
   REASON_FIELD,
   FIELD_INT ("retry_after", OPTIONAL, 0, 86400),
   USER_FIELD (OPTIONAL),
+  FIELD_INT ("endpoint_id", OPTIONAL, 1, G_MAXUINT32),
 };
 
 static const FieldSpec users_fields[] = {

@@ -31,6 +31,7 @@ struct _GchatdConnection
   GchatHandshake       *handshake;
   GchatChannel         *channel;
   guint8                endpoint_key[32]; /* valid once channel is set */
+  guint32               endpoint_id;      /* 0 until logged in with an endpoint registration */
   GchatFrameDecoder    *decoder;
   GSource              *read_source;
   gboolean              paused;     /* a handshake step, sign or auth is running */
@@ -414,6 +415,8 @@ send_result (GchatdConnection *self,
     gchat_message_set_int (result, "retry_after", retry_after);
   if (code == NULL && self->user != NULL)
     gchat_message_set_string (result, "user", self->user);
+  if (code == NULL && self->endpoint_id != 0)
+    gchat_message_set_int (result, "endpoint_id", self->endpoint_id);
   message_set_id (result, id);
   gchatd_connection_send_message (self, result);
 }
@@ -460,6 +463,7 @@ connection_log_in (GchatdConnection *self,
   self->state = GCHATD_CONNECTION_LOGGED_IN;
   gchat_frame_decoder_set_max_payload (self->decoder, GCHAT_FRAME_MAX_PAYLOAD);
   g_message ("“%s” logged in from %s", user, self->address);
+  self->endpoint_id = gchatd_server_register_endpoint (self->server, self);
   send_result (self, request, id, NULL, NULL, 0);
   gchatd_server_session_begin (self->server, self);
 }

@@ -45,8 +45,8 @@ struct _GchatdEndpointListener
 {
   GObject     parent_instance;
 
-  GSocket    *socket;
-  GSource    *source;
+  GPtrArray  *sockets; /* of GSocket, one per bound address */
+  GPtrArray  *sources; /* of GSource, one per socket */
   guint16     port;
   GHashTable *by_id;   /* endpoint id → Session, which it owns */
   GHashTable *by_user; /* Session.folded → the same Session */
@@ -84,10 +84,11 @@ gchatd_endpoint_listener_dispose (GObject *object)
 {
   GchatdEndpointListener *self = GCHATD_ENDPOINT_LISTENER (object);
 
-  if (self->source != NULL)
-    g_source_destroy (self->source);
-  g_clear_pointer (&self->source, g_source_unref);
-  g_clear_object (&self->socket);
+  if (self->sources != NULL)
+    for (guint i = 0; i < self->sources->len; i++)
+      g_source_destroy (g_ptr_array_index (self->sources, i));
+  g_clear_pointer (&self->sources, g_ptr_array_unref);
+  g_clear_pointer (&self->sockets, g_ptr_array_unref);
   /* by_user only borrows the sessions, so it goes first. */
   g_clear_pointer (&self->by_user, g_hash_table_unref);
   g_clear_pointer (&self->by_id, g_hash_table_unref);
@@ -112,6 +113,8 @@ gchatd_endpoint_listener_init (GchatdEndpointListener *self)
 {
   self->by_id = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, session_free);
   self->by_user = g_hash_table_new (g_str_hash, g_str_equal);
+  self->sockets = g_ptr_array_new_with_free_func (g_object_unref);
+  self->sources = g_ptr_array_new_with_free_func ((GDestroyNotify) g_source_unref);
 }
 
 /* ---- Endpoints ---- */
@@ -262,6 +265,7 @@ read_endpoints (Session               *session,
  * that listed at least as many endpoint bytes; otherwise nothing is sent. */
 static void
 send_answer (GchatdEndpointListener      *self,
+             GSocket                     *socket,
              Session                     *session,
              GSocketAddress              *source,
              const GchatDatagramEndpoint *observed,
@@ -286,7 +290,7 @@ send_answer (GchatdEndpointListener      *self,
     }
   bytes = g_bytes_get_data (datagram, &len);
   /* A full send buffer drops the answer; the client asks again. */
-  if (g_socket_send_to (self->socket, source, (const char *) bytes, len, NULL, &error) < 0)
+  if (g_socket_send_to (socket, source, (const char *) bytes, len, NULL, &error) < 0)
     {
       g_debug ("Could not answer “%s”’s endpoint datagram: %s", session->user, error->message);
       return;
@@ -296,6 +300,7 @@ send_answer (GchatdEndpointListener      *self,
 
 static void
 handle_datagram (GchatdEndpointListener *self,
+                 GSocket                *socket,
                  GSocketAddress         *source,
                  const guint8           *data,
                  gsize                   len)
@@ -317,7 +322,7 @@ handle_datagram (GchatdEndpointListener *self,
   self->n_accepted++;
   if (session_update (session, endpoints, n_endpoints))
     changed_user = g_strdup (session->user);
-  send_answer (self, session, source, &endpoints[0], len);
+  send_answer (self, socket, session, source, &endpoints[0], len);
   /* Last, as a handler may unregister the session and free it. */
   if (changed_user != NULL)
     g_signal_emit (self, signals[SIGNAL_ENDPOINT_CHANGED], 0, changed_user);
@@ -325,14 +330,15 @@ handle_datagram (GchatdEndpointListener *self,
 
 /* Reads one datagram; FALSE when there is none left or the socket failed. */
 static gboolean
-receive_one (GchatdEndpointListener *self)
+receive_one (GchatdEndpointListener *self,
+             GSocket                *socket)
 {
   guint8 buffer[RECEIVE_BUFFER_SIZE];
   g_autoptr(GSocketAddress) source = NULL;
   g_autoptr(GError) error = NULL;
   gssize len;
 
-  len = g_socket_receive_from (self->socket, &source, (char *) buffer, sizeof buffer, NULL,
+  len = g_socket_receive_from (socket, &source, (char *) buffer, sizeof buffer, NULL,
                                &error);
   if (len < 0)
     {
@@ -341,7 +347,7 @@ receive_one (GchatdEndpointListener *self)
       return FALSE;
     }
   self->n_received++;
-  handle_datagram (self, source, buffer, (gsize) len);
+  handle_datagram (self, socket, source, buffer, (gsize) len);
   return TRUE;
 }
 
@@ -352,9 +358,9 @@ on_socket_readable (GSocket      *socket,
 {
   g_autoptr(GchatdEndpointListener) self = g_object_ref (user_data);
 
-  /* A signal handler may drop the last other reference, which closes the socket. */
-  for (guint i = 0; i < GCHATD_ENDPOINT_LISTENER_BATCH && self->socket != NULL; i++)
-    if (!receive_one (self))
+  /* A signal handler may drop the last other reference, which closes the sockets. */
+  for (guint i = 0; i < GCHATD_ENDPOINT_LISTENER_BATCH && self->sockets != NULL; i++)
+    if (!receive_one (self, socket))
       break;
   return G_SOURCE_CONTINUE;
 }
@@ -394,28 +400,44 @@ GchatdEndpointListener *
 gchatd_endpoint_listener_new (GInetSocketAddress  *bind_address,
                               GError             **error)
 {
-  GchatdEndpointListener *self;
-  GMainContext *context;
-  GSocket *socket;
-  guint16 port = 0;
+  g_autoptr(GchatdEndpointListener) self = NULL;
 
   g_return_val_if_fail (G_IS_INET_SOCKET_ADDRESS (bind_address), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
+  self = g_object_new (GCHATD_TYPE_ENDPOINT_LISTENER, NULL);
+  if (!gchatd_endpoint_listener_add_address (self, bind_address, error))
+    return NULL;
+  return g_steal_pointer (&self);
+}
+
+gboolean
+gchatd_endpoint_listener_add_address (GchatdEndpointListener  *self,
+                                      GInetSocketAddress      *bind_address,
+                                      GError                 **error)
+{
+  GMainContext *context;
+  GSocket *socket;
+  GSource *source;
+  guint16 port = 0;
+
+  g_return_val_if_fail (GCHATD_IS_ENDPOINT_LISTENER (self), FALSE);
+  g_return_val_if_fail (G_IS_INET_SOCKET_ADDRESS (bind_address), FALSE);
+
   socket = bind_socket (bind_address, &port, error);
   if (socket == NULL)
-    return NULL;
-
-  self = g_object_new (GCHATD_TYPE_ENDPOINT_LISTENER, NULL);
-  self->socket = socket;
-  self->port = port;
-  self->source = g_socket_create_source (socket, G_IO_IN, NULL);
-  g_source_set_callback (self->source, G_SOURCE_FUNC (on_socket_readable), self, NULL);
-  g_source_set_static_name (self->source, "gchatd endpoint datagrams");
+    return FALSE;
+  if (self->sockets->len == 0)
+    self->port = port;
+  g_ptr_array_add (self->sockets, socket);
+  source = g_socket_create_source (socket, G_IO_IN, NULL);
+  g_source_set_callback (source, G_SOURCE_FUNC (on_socket_readable), self, NULL);
+  g_source_set_static_name (source, "gchatd endpoint datagrams");
   context = g_main_context_ref_thread_default ();
-  g_source_attach (self->source, context);
+  g_source_attach (source, context);
   g_main_context_unref (context);
-  return self;
+  g_ptr_array_add (self->sources, source);
+  return TRUE;
 }
 
 guint16

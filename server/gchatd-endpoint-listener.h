@@ -38,7 +38,12 @@ GQuark                  gchatd_endpoint_listener_error_quark (void);
  * address also receives IPv4 where the system allows it. */
 GchatdEndpointListener *gchatd_endpoint_listener_new        (GInetSocketAddress     *bind_address,
                                                              GError                **error);
-/* The port actually bound. */
+/* Receives on one more address too (the server's name may resolve to several); sessions are
+ * shared, and each answer leaves from the socket its request came in on. */
+gboolean                gchatd_endpoint_listener_add_address (GchatdEndpointListener *self,
+                                                             GInetSocketAddress     *bind_address,
+                                                             GError                **error);
+/* The port the first address bound. */
 guint16                 gchatd_endpoint_listener_get_port   (GchatdEndpointListener *self);
 
 /* Starts accepting endpoint datagrams of @user's session (the stored spelling of the name),

@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include "gchat-crypto.h"
+#include "gchatd-endpoint-listener.h"
 #include "gchatd-server.h"
 
 /* How often forgotten pair keys and throttle records are dropped. */
@@ -39,6 +40,7 @@ struct _GchatdServer
   GchatArgon2Params     params;
 
   GSocketService       *service;
+  GchatdEndpointListener *endpoints; /* UDP, on the same addresses and port */
   gint                  port_override; /* -1: the configured port */
   guint16               port;
   guint                 login_timeout_ms;
@@ -86,6 +88,7 @@ gchatd_server_dispose (GObject *object)
       g_socket_listener_close (G_SOCKET_LISTENER (self->service));
     }
   g_clear_object (&self->service);
+  g_clear_object (&self->endpoints);
   g_clear_handle_id (&self->presence_id, g_source_remove);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
   if (self->connections != NULL)
@@ -310,6 +313,32 @@ resolve_listen_address (const char  *host,
 
 /* Binds every address @host names. With port 0, the first bind picks a free port and the
  * others take the same, so the server has one port. */
+static void endpoint_changed_cb (GchatdServer *self,
+                                 const char   *user);
+
+/* Clients register their UDP endpoint on the TCP address and port they reached (PROTOCOL.md
+ * §7.5). Without it peers can still talk through the relay, so a failure is only logged. */
+static void
+listen_for_endpoints (GchatdServer       *self,
+                      GInetSocketAddress *address)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (self->endpoints == NULL)
+    {
+      self->endpoints = gchatd_endpoint_listener_new (address, &error);
+      if (self->endpoints != NULL)
+        g_signal_connect_object (self->endpoints, "endpoint-changed",
+                                 G_CALLBACK (endpoint_changed_cb), self, G_CONNECT_SWAPPED);
+    }
+  else
+    {
+      gchatd_endpoint_listener_add_address (self->endpoints, address, &error);
+    }
+  if (error != NULL)
+    g_message ("%s; peers will reach each other through the relay only", error->message);
+}
+
 static gboolean
 listen_on (GchatdServer  *self,
            const char    *host,
@@ -337,6 +366,7 @@ listen_on (GchatdServer  *self,
         }
       port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
       bound++;
+      listen_for_endpoints (self, G_INET_SOCKET_ADDRESS (effective));
     }
   g_list_free_full (addresses, g_object_unref);
   if (bound == 0 && first_error != NULL)
@@ -633,19 +663,50 @@ gchatd_server_session_end (GchatdServer     *self,
   if (g_hash_table_lookup (self->sessions, folded) != connection)
     return;
   g_hash_table_remove (self->sessions, folded);
+  if (self->endpoints != NULL)
+    gchatd_endpoint_listener_unregister (self->endpoints, user);
   g_message ("The session of “%s” ended", user);
   presence_record (self, user, FALSE);
 }
 
 /* Pair keys */
 
+guint32
+gchatd_server_register_endpoint (GchatdServer     *self,
+                                 GchatdConnection *connection)
+{
+  g_autoptr(GError) error = NULL;
+  const guint8 *key = gchatd_connection_get_endpoint_key (connection);
+  guint32 id;
+
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+
+  if (self->endpoints == NULL || key == NULL)
+    return 0;
+  id = gchatd_endpoint_listener_register (self->endpoints, gchatd_connection_get_user (connection),
+                                          key, &error);
+  if (id == 0)
+    g_message ("No endpoint registration for “%s”: %s", gchatd_connection_get_user (connection),
+               error->message);
+  return id;
+}
+
 static void
-send_pair_key (GchatdConnection *to,
+send_pair_key (GchatdServer     *self,
+               GchatdConnection *to,
                GchatdConnection *other,
                const PairKey    *pair,
                gint64            id)
 {
   g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_PAIR_KEY);
+  g_auto(GStrv) endpoints = NULL;
+
+  /* Where the other side's peer socket is, as the server saw it (PROTOCOL.md §7.5). */
+  if (self->endpoints != NULL)
+    endpoints = gchatd_endpoint_listener_dup_endpoints (self->endpoints,
+                                                        gchatd_connection_get_user (other));
+  if (endpoints != NULL)
+    gchat_message_set_strv (message, "endpoints", (const char * const *) endpoints);
 
   gchat_message_set_string (message, "user", gchatd_connection_get_user (other));
   gchat_message_set_int (message, "key_id", pair->key_id);
@@ -721,8 +782,8 @@ gchatd_server_talk (GchatdServer     *self,
   if (other == NULL)
     return "offline";
   pair = pair_key_get (self, connection, folded_self, other, folded_other);
-  send_pair_key (connection, other, pair, id);
-  send_pair_key (other, connection, pair, -1);
+  send_pair_key (self, connection, other, pair, id);
+  send_pair_key (self, other, connection, pair, -1);
   return NULL;
 }
 
@@ -752,4 +813,37 @@ sweep_cb (gpointer user_data)
   g_hash_table_foreach_remove (self->pairs, pair_key_is_stale, self);
   gchatd_throttle_expire (self->throttle, g_get_monotonic_time ());
   return G_SOURCE_CONTINUE;
+}
+
+/* A user's endpoints changed (a new network, a NAT rebinding): everyone holding a live pair key
+ * with that user gets the key again with the new endpoints, so direct delivery keeps working. */
+static void
+endpoint_changed_cb (GchatdServer *self,
+                     const char   *user)
+{
+  g_autofree char *folded = g_ascii_strdown (user, -1);
+  GchatdConnection *changed = g_hash_table_lookup (self->sessions, folded);
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  GHashTableIter iter;
+  gpointer id, value;
+
+  if (changed == NULL)
+    return;
+  g_hash_table_iter_init (&iter, self->pairs);
+  while (g_hash_table_iter_next (&iter, &id, &value))
+    {
+      g_auto(GStrv) names = g_strsplit (id, "\n", 2);
+      const char *other_name = g_str_equal (names[0], folded) ? names[1] : names[0];
+      GchatdConnection *other;
+      gboolean changed_first;
+
+      if (!g_str_equal (names[0], folded) && !g_str_equal (names[1], folded))
+        continue;
+      other = g_hash_table_lookup (self->sessions, other_name);
+      changed_first = g_str_equal (names[0], folded);
+      if (other != NULL &&
+          pair_key_is_live (value, gchatd_connection_get_session_serial (changed_first ? changed : other),
+                            gchatd_connection_get_session_serial (changed_first ? other : changed), now))
+        send_pair_key (self, other, changed, value, -1);
+    }
 }

@@ -74,6 +74,10 @@ GchatdThrottle       *gchatd_server_get_throttle  (GchatdServer      *self);
 /* The Argon2id cost new accounts get. */
 void                  gchatd_server_get_argon2_params (GchatdServer  *self,
                                                    GchatArgon2Params *params);
+/* Registers @connection's endpoint key (PROTOCOL.md §7.5) and returns the endpoint id for the
+ * log-in's `result`, or 0 when the server takes no endpoint datagrams. */
+guint32               gchatd_server_register_endpoint (GchatdServer  *self,
+                                                   GchatdConnection  *connection);
 /* @connection has just logged in as @user (the stored spelling): replaces an older session of
  * the same user, sends the online list and tells everyone else. */
 void                  gchatd_server_session_begin (GchatdServer      *self,

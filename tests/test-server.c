@@ -10,6 +10,7 @@
 #include <gio/gio.h>
 
 #include "gchat-channel.h"
+#include "gchat-datagram.h"
 #include "gchat-frame.h"
 #include "gchat-handshake.h"
 #include "gchat-message.h"
@@ -584,6 +585,87 @@ test_talk (Fixture       *f,
   assert_result (result, "bad-name");
 }
 
+/* A datagram socket standing for a client's peer socket, and whether its answer came. */
+typedef struct {
+  GSocket *socket;
+  gboolean answered;
+} PeerSocket;
+
+static gboolean
+peer_socket_answered (gpointer data)
+{
+  PeerSocket *peer = data;
+  char buffer[2048];
+
+  if (g_socket_receive (peer->socket, buffer, sizeof buffer, NULL, NULL) > 0)
+    peer->answered = TRUE;
+  return peer->answered;
+}
+
+/* The original trusted the address a client claimed, in plaintext. Here the server records the
+ * source address it saw on an authenticated datagram, and hands it to the peer first. */
+static void
+test_endpoints (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(Client) alice = client_log_in (f, "sign", "alice", PASSWORD);
+  g_autoptr(Client) bob = client_connect (f);
+  g_autoptr(GchatMessage) result = NULL;
+  g_autoptr(GchatMessage) users = NULL;
+  g_autoptr(GchatMessage) to_alice = NULL;
+  g_autoptr(GchatEndpointKey) endpoint_key = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) server = g_inet_socket_address_new (loopback, f->port);
+  g_autoptr(GSocketAddress) local = NULL;
+  g_autoptr(GBytes) body = NULL;
+  g_autoptr(GBytes) datagram = NULL;
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) endpoints = NULL;
+  g_autofree char *observed = NULL;
+  GchatDatagramEndpoint claimed = { .family = 4, .address = { 203, 0, 113, 9 }, .port = 4444 };
+  PeerSocket peer = { 0 };
+  guint8 key[32];
+  gint64 endpoint_id;
+
+  client_handshake (bob);
+  result = client_request (bob, "sign", "bob", PASSWORD);
+  assert_result (result, NULL);
+  endpoint_id = gchat_message_get_int (result, "endpoint_id");
+  g_assert_cmpint (endpoint_id, >, 0);
+  users = client_expect (bob, GCHAT_MESSAGE_USERS);
+
+  g_assert_true (gchat_handshake_export (bob->handshake, "endpoint", key, sizeof key, NULL));
+  endpoint_key = gchat_endpoint_key_new_for_session (key, (guint32) endpoint_id,
+                                                     GCHAT_ENDPOINT_SIDE_CLIENT, &error);
+  g_assert_no_error (error);
+  peer.socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+                              G_SOCKET_PROTOCOL_UDP, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_socket_bind (peer.socket, any, FALSE, &error));
+  g_socket_set_blocking (peer.socket, FALSE);
+  local = g_socket_get_local_address (peer.socket, &error);
+  observed = g_strdup_printf ("127.0.0.1:%u",
+                              g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (local)));
+
+  body = gchat_datagram_build_endpoint ("bob", &claimed, 1, &error);
+  g_assert_no_error (error);
+  datagram = gchat_endpoint_key_seal (endpoint_key, g_bytes_get_data (body, NULL),
+                                      g_bytes_get_size (body), &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_socket_send_to (peer.socket, server, g_bytes_get_data (datagram, NULL),
+                                     g_bytes_get_size (datagram), NULL, &error), >, 0);
+  iterate_until (peer_socket_answered, &peer);
+
+  to_alice = client_request (alice, "talk", "bob", NULL);
+  endpoints = gchat_message_dup_strv (to_alice, "endpoints");
+  g_assert_nonnull (endpoints);
+  g_assert_cmpuint (g_strv_length (endpoints), ==, 2);
+  g_assert_cmpstr (endpoints[0], ==, observed);
+  g_assert_cmpstr (endpoints[1], ==, "203.0.113.9:4444");
+  g_clear_object (&peer.socket);
+}
+
 /* The original could leave both with different keys forever. */
 static void
 test_talk_both_ways (Fixture       *f,
@@ -899,6 +981,7 @@ main (int   argc,
   ADD ("/server/replay", test_replay, NULL);
   ADD ("/server/presence", test_presence, NULL);
   ADD ("/server/talk", test_talk, NULL);
+  ADD ("/server/endpoints", test_endpoints, NULL);
   ADD ("/server/talk-both-ways", test_talk_both_ways, NULL);
   ADD ("/server/talk-new-session", test_talk_new_session, NULL);
   ADD ("/server/replace", test_replace, NULL);

@@ -58,10 +58,9 @@ static const KeyInfo keys[] = {
   INT_KEY ("argon2_parallelism", 1, GCHAT_ARGON2_MAX_PARALLELISM,
            GCHAT_ARGON2_DEFAULT_PARALLELISM),
   INT_KEY ("max_connections", 1, 1000000, 19000),
-#ifdef GCHAT_CONFIG_EXTRA_KEYS
-  /* Lets the unit test add rows of kinds the real table does not use yet. */
-  GCHAT_CONFIG_EXTRA_KEYS
-#endif
+  INT_KEY ("login_timeout", 1, 600, 30),
+  INT_KEY ("idle_timeout", 10, 86400, 90),
+  BOOL_KEY ("allow_sign_up", TRUE),
 };
 
 #define N_KEYS G_N_ELEMENTS (keys)

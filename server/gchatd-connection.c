@@ -32,6 +32,7 @@ struct _GchatdConnection
   GchatChannel         *channel;
   guint8                endpoint_key[32]; /* valid once channel is set */
   guint32               endpoint_id;      /* 0 until logged in with an endpoint registration */
+  gint64                last_activity;    /* monotonic µs of the last bytes received */
   GchatFrameDecoder    *decoder;
   GSource              *read_source;
   gboolean              paused;     /* a handshake step, sign or auth is running */
@@ -114,6 +115,7 @@ gchatd_connection_init (GchatdConnection *self)
   self->cancellable = g_cancellable_new ();
   self->write_cancellable = g_cancellable_new ();
   self->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  self->last_activity = g_get_monotonic_time ();
   g_queue_init (&self->output);
 }
 
@@ -168,6 +170,13 @@ gchatd_connection_get_address (GchatdConnection *self)
 {
   g_return_val_if_fail (GCHATD_IS_CONNECTION (self), NULL);
   return self->address;
+}
+
+gint64
+gchatd_connection_get_last_activity (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), 0);
+  return self->last_activity;
 }
 
 const guint8 *
@@ -676,6 +685,12 @@ handle_sign (GchatdConnection *self,
   g_autoptr(GchatdUserRecord) record = NULL;
   GchatArgon2Params params;
 
+  if (!gchatd_server_get_allow_sign_up (self->server))
+    {
+      send_result (self, "sign", id, "sign-up-closed",
+                   _("This server does not take new accounts; ask its administrator for one"), 0);
+      return;
+    }
   if (!gchatd_user_name_validate (user, NULL))
     {
       send_result (self, "sign", id, "bad-name",
@@ -938,6 +953,7 @@ connection_readable_cb (GObject  *stream,
       gchatd_connection_close (self, NULL, n == 0 ? "peer closed" : error->message);
       return G_SOURCE_CONTINUE; /* closing destroyed the source already */
     }
+  self->last_activity = g_get_monotonic_time ();
   connection_feed (self, buffer, n);
   /* While a request runs, the socket is not read: a client cannot pile frames up in memory. */
   if (self->paused)

@@ -47,6 +47,8 @@ const char           *gchatd_connection_get_address  (GchatdConnection  *self);
 /* A number unique to this log-in among all of the server's, 0 before the log-in. */
 guint64               gchatd_connection_get_session_serial (GchatdConnection *self);
 
+/* When bytes last arrived, in monotonic microseconds (a wall-clock jump changes nothing). */
+gint64                gchatd_connection_get_last_activity (GchatdConnection *self);
 /* The key of this connection's endpoint datagrams (PROTOCOL.md §7.5), 32 bytes, once the
  * handshake is done; NULL before. */
 const guint8         *gchatd_connection_get_endpoint_key (GchatdConnection *self);

@@ -44,6 +44,8 @@ struct _GchatdServer
   gint                  port_override; /* -1: the configured port */
   guint16               port;
   guint                 login_timeout_ms;
+  guint                 idle_timeout_ms;
+  guint                 idle_id;
   gboolean              stopping;
 
   GHashTable           *connections; /* GchatdConnection → itself, owning a reference */
@@ -91,6 +93,7 @@ gchatd_server_dispose (GObject *object)
   g_clear_object (&self->endpoints);
   g_clear_handle_id (&self->presence_id, g_source_remove);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
+  g_clear_handle_id (&self->idle_id, g_source_remove);
   if (self->connections != NULL)
     connections = g_hash_table_get_keys (self->connections);
   for (GList *l = connections; l != NULL; l = l->next)
@@ -135,6 +138,7 @@ gchatd_server_init (GchatdServer *self)
 {
   self->port_override = -1;
   self->login_timeout_ms = GCHATD_SERVER_LOGIN_TIMEOUT_MS;
+  self->idle_timeout_ms = GCHATD_SERVER_IDLE_TIMEOUT_S * 1000;
   self->next_key_id = 1;
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -243,6 +247,8 @@ gchatd_server_new (GchatConfig  *config,
   self = g_object_new (GCHATD_TYPE_SERVER, NULL);
   self->config = g_object_ref (config);
   gchat_config_get_argon2_params (config, &self->params);
+  self->login_timeout_ms = (guint) gchat_config_get_int (config, "login_timeout") * 1000;
+  self->idle_timeout_ms = (guint) gchat_config_get_int (config, "idle_timeout") * 1000;
   if (!open_state (self, error))
     return NULL;
   self->hasher = gchatd_password_hasher_new (0, GCHATD_PASSWORD_HASHER_DEFAULT_MAX_QUEUED);
@@ -379,6 +385,52 @@ listen_on (GchatdServer  *self,
 static gboolean sweep_cb (gpointer user_data);
 
 gboolean
+gchatd_server_get_allow_sign_up (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+  return gchat_config_get_bool (self->config, "allow_sign_up");
+}
+
+void
+gchatd_server_set_idle_timeout (GchatdServer *self,
+                                guint         timeout_ms)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (self->service == NULL);
+
+  self->idle_timeout_ms = timeout_ms;
+}
+
+/* Closes logged-in connections that have been silent past the idle deadline: a client killed
+ * without a word (power cut, SIGKILL, a lost network) leaves everyone's online list this way.
+ * Time is monotonic, so a jump of the wall clock expires nobody. */
+static gboolean
+idle_check_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  g_autoptr(GPtrArray) idle = g_ptr_array_new_with_free_func (g_object_unref);
+  GHashTableIter iter;
+  gpointer connection;
+
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &connection))
+    if (now - gchatd_connection_get_last_activity (connection) >
+        (gint64) self->idle_timeout_ms * 1000)
+      g_ptr_array_add (idle, g_object_ref (connection));
+  for (guint i = 0; i < idle->len; i++)
+    {
+      GchatdConnection *c = g_ptr_array_index (idle, i);
+
+      g_message ("Disconnecting “%s” at %s: silent for more than %u s",
+                 gchatd_connection_get_user (c), gchatd_connection_get_address (c),
+                 self->idle_timeout_ms / 1000);
+      gchatd_connection_close (c, "idle", "idle deadline");
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+gboolean
 gchatd_server_start (GchatdServer  *self,
                      GError       **error)
 {
@@ -401,6 +453,9 @@ gchatd_server_start (GchatdServer  *self,
   g_signal_connect (self->service, "incoming", G_CALLBACK (incoming_cb), self);
   g_socket_service_start (self->service);
   self->sweep_id = g_timeout_add_seconds (SWEEP_INTERVAL_S, sweep_cb, self);
+  /* Checking a few times per deadline makes a silent client go within 4/3 of it. */
+  if (self->idle_timeout_ms > 0)
+    self->idle_id = g_timeout_add (MAX (self->idle_timeout_ms / 3, 10), idle_check_cb, self);
   g_message ("Listening on %s port %u; key fingerprint %s", host, self->port, self->fingerprint);
   return TRUE;
 }
@@ -459,8 +514,16 @@ gchatd_server_reload (GchatdServer *self,
     g_message ("The new value of “server_port” takes effect at the next start");
   g_set_object (&self->config, config);
   gchat_config_get_argon2_params (config, &self->params);
-  g_message ("Reloaded the configuration: at most %u connections",
-             gchat_config_get_max_connections (config));
+  self->login_timeout_ms = (guint) gchat_config_get_int (config, "login_timeout") * 1000;
+  self->idle_timeout_ms = (guint) gchat_config_get_int (config, "idle_timeout") * 1000;
+  if (self->idle_id != 0)
+    {
+      g_source_remove (self->idle_id);
+      self->idle_id = g_timeout_add (MAX (self->idle_timeout_ms / 3, 10), idle_check_cb, self);
+    }
+  g_message ("Reloaded the configuration: at most %u connections, sign-up %s",
+             gchat_config_get_max_connections (config),
+             gchat_config_get_bool (config, "allow_sign_up") ? "open" : "closed");
 }
 
 const char *

@@ -24,6 +24,9 @@ typedef enum {
 
 /* How long a new connection has to log in before it is closed. */
 #define GCHATD_SERVER_LOGIN_TIMEOUT_MS (30 * 1000)
+/* A logged-in client that sends nothing this long is gone (clients ping every 30 s when idle,
+ * PROTOCOL.md §5.1); `idle_timeout` in the config overrides it. */
+#define GCHATD_SERVER_IDLE_TIMEOUT_S 90
 /* Presence changes are collected this long, then sent to everyone in one batch. */
 #define GCHATD_SERVER_PRESENCE_BATCH_MS 50
 /* How long a pair key is valid. */
@@ -48,6 +51,11 @@ GchatdServer         *gchatd_server_new           (GchatConfig       *config,
 void                  gchatd_server_set_port      (GchatdServer      *self,
                                                    guint16            port);
 void                  gchatd_server_set_login_timeout (GchatdServer  *self,
+                                                   guint              timeout_ms);
+/* `allow_sign_up` of the config: whether `sign` may create accounts. */
+gboolean              gchatd_server_get_allow_sign_up (GchatdServer  *self);
+/* Overrides the idle deadline of logged-in connections (for tests); 0 turns it off. */
+void                  gchatd_server_set_idle_timeout (GchatdServer   *self,
                                                    guint              timeout_ms);
 gboolean              gchatd_server_start         (GchatdServer      *self,
                                                    GError           **error);

@@ -57,6 +57,11 @@ fixture_setup (Fixture       *f,
   f->server = gchatd_server_new (config, &error);
   g_assert_no_error (error);
   gchatd_server_set_port (f->server, 0);
+  /* A YAML comment sets what the config cannot: an idle deadline shorter than its 10 s floor. */
+  if (data != NULL && strstr (data, "# idle-ms ") != NULL)
+    gchatd_server_set_idle_timeout (f->server,
+                                    (guint) g_ascii_strtoull (strstr (data, "# idle-ms ") + 10,
+                                                              NULL, 10));
   g_assert_true (gchatd_server_start (f->server, &error));
   g_assert_no_error (error);
   f->port = gchatd_server_get_port (f->server);
@@ -732,6 +737,51 @@ test_replace (Fixture       *f,
   g_assert_cmpuint (gchatd_server_get_n_sessions (f->server), ==, 1);
 }
 
+/* A client that vanished without a word (killed, unplugged) leaves everyone's list once the
+ * idle deadline passes; one that pings stays. */
+static void
+test_idle (Fixture       *f,
+           gconstpointer  data)
+{
+  g_autoptr(Client) alice = client_log_in (f, "sign", "alice", PASSWORD);
+  g_autoptr(Client) bob = client_log_in (f, "sign", "bob", PASSWORD);
+  g_autoptr(GchatMessage) bye = NULL;
+  g_autoptr(GchatMessage) ping = gchat_message_new (GCHAT_MESSAGE_PING);
+  gint64 deadline = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+  gboolean bob_gone = FALSE;
+
+  client_expect_presence (alice, "joined", "bob");
+  /* Alice keeps talking, Bob says nothing. */
+  while (!bob_gone && g_get_monotonic_time () < deadline)
+    {
+      g_autoptr(GchatMessage) message = NULL;
+
+      client_send (alice, ping);
+      message = client_recv (alice);
+      g_assert_nonnull (message);
+      if (gchat_message_get_message_type (message) == GCHAT_MESSAGE_PRESENCE)
+        bob_gone = strv_has (message, "left", "bob");
+    }
+  g_assert_true (bob_gone);
+  bye = client_expect (bob, GCHAT_MESSAGE_BYE);
+  g_assert_cmpstr (gchat_message_get_string (bye, "code"), ==, "idle");
+  client_expect_closed (bob);
+  g_assert_cmpuint (gchatd_server_get_n_sessions (f->server), ==, 1);
+}
+
+/* An admin who closed sign-up adds accounts with gchatctl; `sign` is refused. */
+static void
+test_sign_up_closed (Fixture       *f,
+                     gconstpointer  data)
+{
+  g_autoptr(Client) c = client_connect (f);
+  g_autoptr(GchatMessage) result = NULL;
+
+  client_handshake (c);
+  result = client_request (c, "sign", "mallory", PASSWORD);
+  assert_result (result, "sign-up-closed");
+}
+
 static void
 send_garbage (Fixture      *f,
               const guint8 *data,
@@ -990,6 +1040,8 @@ main (int   argc,
   ADD ("/server/login-deadline", test_login_deadline, NULL);
   ADD ("/server/max-connections", test_max_connections, "max_connections: 2");
   ADD ("/server/shutdown", test_shutdown, NULL);
+  ADD ("/server/idle", test_idle, "# idle-ms 300");
+  ADD ("/server/sign-up-closed", test_sign_up_closed, "allow_sign_up: false");
 #undef ADD
   g_test_add_func ("/gchatd/daemon", test_daemon);
 

@@ -10,11 +10,15 @@
 #include <glib/gstdio.h>
 
 #include "gchat-crypto.h"
+#include "gchatd-admin.h"
+#include "gchatd-control.h"
 #include "gchatd-endpoint-listener.h"
 #include "gchatd-server.h"
 
 /* How often forgotten pair keys and throttle records are dropped. */
 #define SWEEP_INTERVAL_S 60
+/* How long a starting gchatd waits for a gchatctl that holds the store lock. */
+#define STORE_LOCK_WAIT_MS 3000
 
 /* The key of one pair of users, valid only while both sessions that it was issued to live: a
  * client that logs in again starts its datagram counters from zero, so it must never be given
@@ -39,6 +43,9 @@ struct _GchatdServer
   GchatdThrottle       *throttle;
   GchatArgon2Params     params;
 
+  GchatdPaths          *paths;
+  GchatdStoreLock      *lock;
+  GchatdControl        *control;
   GSocketService       *service;
   GchatdEndpointListener *endpoints; /* UDP, on the same addresses and port */
   gint                  port_override; /* -1: the configured port */
@@ -103,8 +110,13 @@ gchatd_server_dispose (GObject *object)
     }
   g_clear_pointer (&self->connections, g_hash_table_unref);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
+  if (self->control != NULL)
+    gchatd_control_stop (self->control);
+  g_clear_object (&self->control);
   g_clear_object (&self->hasher);
   g_clear_object (&self->store);
+  /* Last: the lock guards the store's file. */
+  g_clear_pointer (&self->lock, gchatd_store_lock_release);
   g_clear_object (&self->throttle);
   g_clear_object (&self->key);
   g_clear_object (&self->config);
@@ -119,6 +131,7 @@ gchatd_server_finalize (GObject *object)
 
   g_clear_pointer (&self->presence, g_hash_table_unref);
   g_clear_pointer (&self->pairs, g_hash_table_unref);
+  g_clear_pointer (&self->paths, gchatd_paths_free);
   g_free (self->fingerprint);
 
   G_OBJECT_CLASS (gchatd_server_parent_class)->finalize (object);
@@ -148,19 +161,6 @@ gchatd_server_init (GchatdServer *self)
 
 /* Files */
 
-char *
-gchatd_server_dup_state_dir (GchatConfig *config)
-{
-  const char *data_base;
-
-  g_return_val_if_fail (GCHAT_IS_CONFIG (config), NULL);
-
-  data_base = gchat_config_get_data_base (config);
-  if (data_base != NULL)
-    return g_path_get_dirname (data_base);
-  return g_build_filename (g_get_user_data_dir (), "gchatd", NULL);
-}
-
 static GchatRsaKey *
 create_key (const char  *private_path,
             const char  *public_path,
@@ -181,48 +181,68 @@ create_key (const char  *private_path,
 }
 
 static GchatRsaKey *
-load_or_create_key (GchatConfig  *config,
-                    const char   *state_dir,
-                    GError      **error)
+load_or_create_key (const GchatdPaths  *paths,
+                    GError            **error)
 {
-  g_autofree char *default_private = g_build_filename (state_dir, "server-private.pem", NULL);
-  g_autofree char *default_public = g_build_filename (state_dir, "server-public.pem", NULL);
-  const char *private_path = gchat_config_get_server_private_key (config);
-  const char *public_path = gchat_config_get_server_certificate (config);
   g_autoptr(GchatRsaKey) key = NULL;
 
-  private_path = private_path ? private_path : default_private;
-  public_path = public_path ? public_path : default_public;
-  if (!g_file_test (private_path, G_FILE_TEST_EXISTS))
-    return create_key (private_path, public_path, error);
-  key = gchat_rsa_key_load_private (private_path, error);
+  if (!g_file_test (paths->private_key, G_FILE_TEST_EXISTS))
+    return create_key (paths->private_key, paths->public_key, error);
+  key = gchat_rsa_key_load_private (paths->private_key, error);
   if (key == NULL)
     return NULL;
   /* Clients need the public half: write it again when someone deleted it. */
-  if (!g_file_test (public_path, G_FILE_TEST_EXISTS)
-      && !gchat_rsa_key_save_public (key, public_path, error))
+  if (!g_file_test (paths->public_key, G_FILE_TEST_EXISTS)
+      && !gchat_rsa_key_save_public (key, paths->public_key, error))
     return NULL;
   return g_steal_pointer (&key);
+}
+
+/* gchatctl may hold the lock for the moment of an edit: wait a little before giving up. */
+static GchatdStoreLock *
+acquire_store_lock (const char  *store,
+                    GError     **error)
+{
+  gint64 deadline = g_get_monotonic_time () + STORE_LOCK_WAIT_MS * 1000;
+
+  for (;;)
+    {
+      g_autoptr(GError) local_error = NULL;
+      GchatdStoreLock *lock = gchatd_store_lock_acquire (store, &local_error);
+
+      if (lock != NULL)
+        return lock;
+      if (!g_error_matches (local_error, GCHATD_ADMIN_ERROR, GCHATD_ADMIN_ERROR_LOCKED)
+          || g_get_monotonic_time () > deadline)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return NULL;
+        }
+      g_usleep (50 * 1000);
+    }
 }
 
 static gboolean
 open_state (GchatdServer  *self,
             GError       **error)
 {
-  g_autofree char *state_dir = gchatd_server_dup_state_dir (self->config);
-  g_autofree char *default_store = g_build_filename (state_dir, "users.json", NULL);
-  const char *store_path = gchat_config_get_data_base (self->config);
   GError *local_error = NULL;
 
-  if (g_mkdir_with_parents (state_dir, 0700) != 0)
+  self->paths = gchatd_paths_resolve (self->config);
+  if (g_mkdir_with_parents (self->paths->data_dir, 0700) != 0)
     {
       int saved_errno = errno;
 
       g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_STATE_DIR,
-                   _("Cannot make the folder “%s”: %s"), state_dir, g_strerror (saved_errno));
+                   _("Cannot make the folder “%s”: %s"), self->paths->data_dir,
+                   g_strerror (saved_errno));
       return FALSE;
     }
-  self->key = load_or_create_key (self->config, state_dir, &local_error);
+  /* Held for the whole life of the server: gchatctl edits the files only when no gchatd runs. */
+  self->lock = acquire_store_lock (self->paths->store, error);
+  if (self->lock == NULL)
+    return FALSE;
+  self->key = load_or_create_key (self->paths, &local_error);
   if (self->key == NULL)
     {
       g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
@@ -231,7 +251,7 @@ open_state (GchatdServer  *self,
       return FALSE;
     }
   self->fingerprint = gchat_rsa_key_get_fingerprint (self->key);
-  self->store = gchatd_user_store_new (store_path ? store_path : default_store, error);
+  self->store = gchatd_user_store_new (self->paths->store, error);
   return self->store != NULL;
 }
 
@@ -384,6 +404,18 @@ listen_on (GchatdServer  *self,
 
 static gboolean sweep_cb (gpointer user_data);
 
+/* An account deleted with gchatctl: its live session ends at once. */
+static void
+user_deleted_cb (GchatdServer *self,
+                 const char   *name)
+{
+  g_autofree char *folded = g_ascii_strdown (name, -1);
+  GchatdConnection *connection = g_hash_table_lookup (self->sessions, folded);
+
+  if (connection != NULL)
+    gchatd_connection_close (connection, "account-deleted", "account deleted");
+}
+
 gboolean
 gchatd_server_get_allow_sign_up (GchatdServer *self)
 {
@@ -440,6 +472,16 @@ gchatd_server_start (GchatdServer  *self,
   g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
   g_return_val_if_fail (self->service == NULL, FALSE);
 
+  /* The admin's door first: gchatctl goes through it while gchatd runs, so no update is lost. */
+  self->control = gchatd_control_new (self->store, self->hasher, &self->params, self->fingerprint);
+  g_signal_connect_object (self->control, "user-deleted", G_CALLBACK (user_deleted_cb), self,
+                           G_CONNECT_SWAPPED);
+  if (!gchatd_control_start (self->control, self->paths->control_socket, error))
+    {
+      g_clear_object (&self->control);
+      return FALSE;
+    }
+
   host = gchat_config_get_server_address (self->config);
   port = self->port_override >= 0 ? self->port_override
                                   : gchat_config_get_server_port (self->config);
@@ -448,6 +490,8 @@ gchatd_server_start (GchatdServer  *self,
   if (!listen_on (self, host, port, error))
     {
       g_clear_object (&self->service);
+      gchatd_control_stop (self->control);
+      g_clear_object (&self->control);
       return FALSE;
     }
   g_signal_connect (self->service, "incoming", G_CALLBACK (incoming_cb), self);
@@ -477,6 +521,8 @@ gchatd_server_stop (GchatdServer *self)
   if (self->stopping)
     return;
   self->stopping = TRUE;
+  if (self->control != NULL)
+    gchatd_control_stop (self->control);
   if (self->service != NULL)
     {
       g_socket_service_stop (self->service);
@@ -514,6 +560,8 @@ gchatd_server_reload (GchatdServer *self,
     g_message ("The new value of “server_port” takes effect at the next start");
   g_set_object (&self->config, config);
   gchat_config_get_argon2_params (config, &self->params);
+  if (self->control != NULL)
+    gchatd_control_set_argon2_params (self->control, &self->params);
   self->login_timeout_ms = (guint) gchat_config_get_int (config, "login_timeout") * 1000;
   self->idle_timeout_ms = (guint) gchat_config_get_int (config, "idle_timeout") * 1000;
   if (self->idle_id != 0)

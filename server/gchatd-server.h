@@ -39,11 +39,9 @@ G_DECLARE_FINAL_TYPE (GchatdServer, gchatd_server, GCHATD, SERVER, GObject)
 
 GQuark                gchatd_server_error_quark   (void);
 
-/* The folder gchatd keeps its files in: that of `data_base` when set, else
- * $XDG_DATA_HOME/gchatd. */
-char                 *gchatd_server_dup_state_dir (GchatConfig       *config);
 
-/* Makes the state folder (0700), loads the key pair or makes an RSA-3072 one at first start
+/* Resolves the paths as gchatctl does (gchatd_paths_resolve()), makes the data folder (0700),
+ * takes the store lock for the server's life, loads the key pair or makes an RSA-3072 one at first start
  * (private key 0600), and opens the user store. Blocks: call it before the loop runs. */
 GchatdServer         *gchatd_server_new           (GchatConfig       *config,
                                                    GError           **error);

@@ -27,8 +27,11 @@
  *
  * Saving rewrites the whole file: serialise, write a temporary “path.XXXXXX” (0600) in the same
  * folder, fsync it, rename it over the file, fsync the folder. Saves run on a private thread pool
- * of one thread, so no two ever overlap and the main loop never waits for the disk; adds that
- * arrive during a save are all written by the next one (group commit).
+ * of one thread, so no two ever overlap and the main loop never waits for the disk; changes
+ * (adds, and the replaces and removes of gchatctl's passwd and deluser) that arrive during a
+ * save are all written by the next one (group commit), in the order they were asked for. A
+ * change is visible only once the file holding it is durable, and a failed save changes nothing
+ * in memory or on disk.
  */
 
 #include "config.h"
@@ -252,7 +255,7 @@ struct _GchatdUserStore
   /* Everything below is guarded by @lock. */
   GHashTable  *names;      /* folded name → GchatdUserRecord, durable or only reserved */
   GPtrArray   *records;    /* durable GchatdUserRecord, in sign-up order, as in the file */
-  GPtrArray   *pending;    /* GTask of adds not yet taken by a save, each an owned reference */
+  GPtrArray   *pending;    /* GTask of changes not yet taken by a save, owned references */
   gboolean     job_queued; /* a job is queued that has not taken @pending yet */
   guint        n_jobs;     /* jobs queued or running; flush waits for zero */
   guint        n_writes;
@@ -280,7 +283,7 @@ gchatd_user_store_finalize (GObject *object)
 {
   GchatdUserStore *self = GCHATD_USER_STORE (object);
 
-  /* Every add holds a reference until its callback ran, so no save is left to do here; this
+  /* Every change holds a reference until its callback ran, so no save is left to do here; this
    * only waits for the last job to finish its bookkeeping, which needs no main loop. */
   g_thread_pool_free (self->writer, FALSE, TRUE);
 
@@ -1184,15 +1187,45 @@ save_records (const char *path,
   return ok;
 }
 
-/* Adds and the writer -------------------------------------------------------------------------- */
+/* Changes and the writer ----------------------------------------------------------------------- */
 
-static GchatdUserRecord *
-task_record (GTask *task)
+typedef enum {
+  CHANGE_ADD,
+  CHANGE_REPLACE,
+  CHANGE_REMOVE,
+} ChangeKind;
+
+/* One add, replace or remove on its way to the disk: the task data of its GTask. */
+typedef struct {
+  ChangeKind        kind;
+  /* The folded name the change is about. */
+  char             *key;
+  /* Add: the new record, reserved in the name table. Replace: at first a template holding the
+   * new parameters, salt and hash; once the batch is built, the replacing record, which keeps the
+   * stored name and creation time. Remove: NULL. */
+  GchatdUserRecord *record;
+  /* Set while the batch is built when the change no longer applies (its user went away). */
+  GError           *error;
+} Change;
+
+static void
+change_free (gpointer data)
+{
+  Change *change = data;
+
+  g_free (change->key);
+  g_clear_pointer (&change->record, gchatd_user_record_unref);
+  g_clear_error (&change->error);
+  g_free (change);
+}
+
+static Change *
+task_change (GTask *task)
 {
   return g_task_get_task_data (task);
 }
 
-/* One add's result on its way to the main context the add was made in. */
+/* One change's result on its way to the main context the change was asked for in. */
 typedef struct {
   GTask  *task;
   GError *error;
@@ -1235,36 +1268,9 @@ complete_in_context (GTask        *task,
   completion->error = error != NULL ? g_error_copy (error) : NULL;
   g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_set_callback (source, completion_dispatch, completion, completion_free);
-  g_source_set_static_name (source, "[gchatd] user store add");
+  g_source_set_static_name (source, "[gchatd] user store change");
   g_source_attach (source, g_task_get_context (task));
   g_source_unref (source);
-}
-
-/* Under the lock: makes a saved batch durable, or frees its names again after a failed save. */
-static void
-settle_batch (GchatdUserStore *self,
-              GPtrArray       *batch,
-              gboolean         saved)
-{
-  for (guint i = 0; i < batch->len; i++)
-    {
-      GchatdUserRecord *record = task_record (g_ptr_array_index (batch, i));
-
-      if (saved)
-        {
-          record->durable = TRUE;
-          g_ptr_array_add (self->records, gchatd_user_record_ref (record));
-        }
-      else
-        {
-          g_autofree char *key = fold_name (record->name);
-
-          g_hash_table_remove (self->names, key);
-        }
-    }
-
-  if (saved)
-    self->n_writes++;
 }
 
 static gpointer
@@ -1274,22 +1280,121 @@ copy_record (gconstpointer record,
   return gchatd_user_record_ref ((GchatdUserRecord *) record);
 }
 
-/* Under the lock: the durable records and those of @batch, as the file will hold them. */
+static void
+set_unknown_user_error (GError    **error,
+                        const char *name)
+{
+  g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_UNKNOWN_USER,
+               _("There is no user named “%s”"), name);
+}
+
+/* The position in @records of the account with the folded name @key, or -1. A linear search:
+ * replaces and removes are administrator commands, rare next to adds, which need none. */
+static gint
+find_record (GPtrArray  *records,
+             const char *key)
+{
+  for (guint i = 0; i < records->len; i++)
+    {
+      const GchatdUserRecord *record = g_ptr_array_index (records, i);
+
+      if (g_ascii_strcasecmp (record->name, key) == 0)
+        return i;
+    }
+
+  return -1;
+}
+
+/* Applies @change to @records, the file's contents being built. A replace or remove whose user
+ * is no longer there (an earlier change removed it) gets its own error and changes nothing. */
+static gboolean
+apply_change (GPtrArray *records,
+              Change    *change)
+{
+  GchatdUserRecord *old, *template;
+  gint index;
+
+  if (change->kind == CHANGE_ADD)
+    {
+      g_ptr_array_add (records, gchatd_user_record_ref (change->record));
+      return TRUE;
+    }
+
+  index = find_record (records, change->key);
+  if (index < 0)
+    {
+      set_unknown_user_error (&change->error, change->record != NULL ? change->record->name
+                                                                     : change->key);
+      return FALSE;
+    }
+  if (change->kind == CHANGE_REMOVE)
+    {
+      g_ptr_array_remove_index (records, index);
+      return TRUE;
+    }
+
+  old = g_ptr_array_index (records, index);
+  template = change->record;
+  change->record = gchatd_user_record_new (old->name, &template->params, template->salt,
+                                           template->hash, old->created);
+  gchatd_user_record_unref (template);
+  g_ptr_array_index (records, index) = gchatd_user_record_ref (change->record);
+  gchatd_user_record_unref (old);
+
+  return TRUE;
+}
+
+/* Under the lock: the durable records with the changes of @batch applied, in order, as the file
+ * will hold them. Returns how many changes applied in @n_applied. */
 static GPtrArray *
 snapshot_with (GchatdUserStore *self,
-               GPtrArray       *batch)
+               GPtrArray       *batch,
+               guint           *n_applied)
 {
   GPtrArray *snapshot = g_ptr_array_copy (self->records, copy_record, NULL);
 
+  *n_applied = 0;
   for (guint i = 0; i < batch->len; i++)
-    g_ptr_array_add (snapshot, gchatd_user_record_ref (task_record (g_ptr_array_index (batch, i))));
+    if (apply_change (snapshot, task_change (g_ptr_array_index (batch, i))))
+      (*n_applied)++;
 
   return snapshot;
 }
 
-/* The writer's one job: save every add pending when it starts, in one rewrite of the file.
- * It holds no reference to the store. The store stays alive meanwhile because each add in the
- * batch holds one until its result is dispatched in its main context; after that, only
+/* Under the lock: makes the changes of a saved batch visible, or frees the names its adds
+ * reserved after a failed save. Replaces and removes that failed left nothing to undo. */
+static void
+settle_batch (GchatdUserStore *self,
+              GPtrArray       *batch,
+              GPtrArray       *snapshot,
+              gboolean         saved)
+{
+  for (guint i = 0; i < batch->len; i++)
+    {
+      Change *change = task_change (g_ptr_array_index (batch, i));
+
+      if (change->error != NULL || (!saved && change->kind != CHANGE_ADD))
+        continue;
+      if (!saved || change->kind == CHANGE_REMOVE)
+        g_hash_table_remove (self->names, change->key);
+      else if (change->kind == CHANGE_REPLACE)
+        g_hash_table_insert (self->names, g_strdup (change->key),
+                             gchatd_user_record_ref (change->record));
+      if (saved && change->record != NULL)
+        change->record->durable = TRUE;
+    }
+
+  /* Only the writer changes @records, and it built @snapshot from them under the lock. */
+  if (saved)
+    {
+      g_ptr_array_unref (self->records);
+      self->records = g_ptr_array_ref (snapshot);
+    }
+}
+
+/* The writer's one job: save every change pending when it starts, in one rewrite of the file.
+ * It holds no reference to the store. The store stays alive meanwhile because each change in
+ * the batch holds one until its result is dispatched in its main context; after that, only
  * finalize can run, which waits for this job in g_thread_pool_free() on the main thread — never
  * here, since this thread never drops a task. */
 static void
@@ -1300,24 +1405,34 @@ writer_job (gpointer data,
   g_autoptr (GPtrArray) batch = NULL;
   g_autoptr (GPtrArray) snapshot = NULL;
   g_autoptr (GError) error = NULL;
-  gboolean saved;
+  guint n_applied = 0;
+  gboolean saved = TRUE;
 
   g_mutex_lock (&self->lock);
   batch = g_steal_pointer (&self->pending);
   self->pending = g_ptr_array_new ();
   self->job_queued = FALSE;
-  snapshot = snapshot_with (self, batch);
+  snapshot = snapshot_with (self, batch, &n_applied);
   g_mutex_unlock (&self->lock);
 
-  /* A failure is not logged here: it reaches every add of the batch, whose callers report it. */
-  saved = save_records (self->path, snapshot, &error);
+  /* A failure is not logged here: it reaches every change of the batch, whose callers report
+   * it. A batch of which nothing applies leaves the file as it is. */
+  if (n_applied > 0)
+    saved = save_records (self->path, snapshot, &error);
 
   g_mutex_lock (&self->lock);
-  settle_batch (self, batch, saved);
+  settle_batch (self, batch, snapshot, saved);
+  if (saved && n_applied > 0)
+    self->n_writes++;
   g_mutex_unlock (&self->lock);
 
   for (guint i = 0; i < batch->len; i++)
-    complete_in_context (g_ptr_array_index (batch, i), error);
+    {
+      GTask *task = g_ptr_array_index (batch, i);
+      const GError *own_error = task_change (task)->error;
+
+      complete_in_context (task, own_error != NULL ? own_error : error);
+    }
 
   g_mutex_lock (&self->lock);
   self->n_jobs--;
@@ -1325,21 +1440,30 @@ writer_job (gpointer data,
   g_mutex_unlock (&self->lock);
 }
 
-/* Reserves the name of the record of @task and queues the task for the next save. */
+/* Under the lock: checks that @change can be queued, reserving the name of an add. */
 static gboolean
-reserve (GchatdUserStore *self,
-         GTask           *task,
-         GError         **error)
+admit_change (GchatdUserStore *self,
+              Change          *change,
+              GError         **error)
 {
-  GchatdUserRecord *record = task_record (task);
-  g_autofree char *key = fold_name (record->name);
-  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&self->lock);
-  g_autoptr (GError) push_error = NULL;
+  GchatdUserRecord *current = g_hash_table_lookup (self->names, change->key);
 
-  if (g_hash_table_contains (self->names, key))
+  if (change->kind != CHANGE_ADD)
+    {
+      /* Checked again when the batch is built; this only spares a save that would fail. */
+      if (current == NULL || !current->durable)
+        {
+          set_unknown_user_error (error, change->record != NULL ? change->record->name
+                                                                : change->key);
+          return FALSE;
+        }
+      return TRUE;
+    }
+
+  if (current != NULL)
     {
       g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_NAME_TAKEN,
-                   _("The user name “%s” is already taken"), record->name);
+                   _("The user name “%s” is already taken"), change->record->name);
       return FALSE;
     }
   if (g_hash_table_size (self->names) >= GCHATD_USER_STORE_MAX_USERS)
@@ -1350,7 +1474,23 @@ reserve (GchatdUserStore *self,
       return FALSE;
     }
 
-  g_hash_table_insert (self->names, g_steal_pointer (&key), gchatd_user_record_ref (record));
+  g_hash_table_insert (self->names, g_strdup (change->key),
+                       gchatd_user_record_ref (change->record));
+  return TRUE;
+}
+
+/* Admits the change of @task and queues the task for the next save. */
+static gboolean
+queue_change (GchatdUserStore *self,
+              GTask           *task,
+              GError         **error)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&self->lock);
+  g_autoptr (GError) push_error = NULL;
+
+  if (!admit_change (self, task_change (task), error))
+    return FALSE;
+
   g_ptr_array_add (self->pending, g_object_ref (task));
   if (self->job_queued)
     return TRUE;
@@ -1366,6 +1506,75 @@ reserve (GchatdUserStore *self,
   return TRUE;
 }
 
+/* Checks what every change needs and makes its task; NULL when the task already returned. */
+static GTask *
+change_task_new (GchatdUserStore     *self,
+                 const char          *name,
+                 GCancellable        *cancellable,
+                 GAsyncReadyCallback  callback,
+                 gpointer             user_data,
+                 gpointer             source_tag)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr (GError) error = NULL;
+
+  g_task_set_source_tag (task, source_tag);
+  /* Once the change is queued, the save decides the outcome and the result must tell it. */
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (g_task_return_error_if_cancelled (task))
+    return NULL;
+  if (!gchatd_user_name_validate (name, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return NULL;
+    }
+
+  return g_steal_pointer (&task);
+}
+
+/* Checks the parameters of an add or a replace; returns the task already if they are bad. */
+static gboolean
+check_params (GTask                   *task,
+              const GchatArgon2Params *params)
+{
+  g_autoptr (GError) invalid = NULL;
+
+  if (gchat_argon2_params_validate (params, &invalid))
+    return TRUE;
+
+  g_task_return_new_error (task, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_INVALID_ARGUMENT,
+                           "%s", invalid->message);
+  return FALSE;
+}
+
+/* Gives @change to @task and queues it, or returns the task with the reason it was refused. */
+static void
+submit_change (GchatdUserStore *self,
+               GTask           *task,
+               Change          *change)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_task_set_task_data (task, change, change_free);
+  if (!queue_change (self, task, &error))
+    g_task_return_error (task, g_steal_pointer (&error));
+}
+
+static Change *
+change_new (ChangeKind        kind,
+            const char       *name,
+            GchatdUserRecord *record)
+{
+  Change *change = g_new0 (Change, 1);
+
+  change->kind = kind;
+  change->key = fold_name (name);
+  change->record = record;
+
+  return change;
+}
+
 void
 gchatd_user_store_add_async (GchatdUserStore         *self,
                              const char              *name,
@@ -1379,39 +1588,20 @@ gchatd_user_store_add_async (GchatdUserStore         *self,
                              gpointer                 user_data)
 {
   g_autoptr (GTask) task = NULL;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GError) invalid = NULL;
+  GchatdUserRecord *record;
 
   g_return_if_fail (GCHATD_IS_USER_STORE (self));
   g_return_if_fail (name != NULL && params != NULL && salt != NULL && hash != NULL);
   g_return_if_fail (salt_len == GCHATD_USER_SALT_SIZE && hash_len == GCHATD_USER_HASH_SIZE);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, gchatd_user_store_add_async);
-  /* Once the name is reserved, the save decides the outcome and the result must tell it. */
-  g_task_set_check_cancellable (task, FALSE);
-
-  if (g_task_return_error_if_cancelled (task))
+  task = change_task_new (self, name, cancellable, callback, user_data,
+                          gchatd_user_store_add_async);
+  if (task == NULL || !check_params (task, params))
     return;
-  if (!gchatd_user_name_validate (name, &error))
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-  if (!gchat_argon2_params_validate (params, &invalid))
-    {
-      g_task_return_new_error (task, GCHATD_USER_STORE_ERROR,
-                               GCHATD_USER_STORE_ERROR_INVALID_ARGUMENT, "%s", invalid->message);
-      return;
-    }
 
-  g_task_set_task_data (task,
-                        gchatd_user_record_new (name, params, salt, hash,
-                                                g_get_real_time () / G_USEC_PER_SEC),
-                        (GDestroyNotify) gchatd_user_record_unref);
-  if (!reserve (self, task, &error))
-    g_task_return_error (task, g_steal_pointer (&error));
+  record = gchatd_user_record_new (name, params, salt, hash, g_get_real_time () / G_USEC_PER_SEC);
+  submit_change (self, task, change_new (CHANGE_ADD, name, record));
 }
 
 gboolean
@@ -1423,6 +1613,82 @@ gchatd_user_store_add_finish (GchatdUserStore *self,
   g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == gchatd_user_store_add_async,
                         FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+gchatd_user_store_replace_async (GchatdUserStore         *self,
+                                 const char              *name,
+                                 const GchatArgon2Params *params,
+                                 const guint8            *salt,
+                                 gsize                    salt_len,
+                                 const guint8            *hash,
+                                 gsize                    hash_len,
+                                 GCancellable            *cancellable,
+                                 GAsyncReadyCallback      callback,
+                                 gpointer                 user_data)
+{
+  g_autoptr (GTask) task = NULL;
+  GchatdUserRecord *template;
+
+  g_return_if_fail (GCHATD_IS_USER_STORE (self));
+  g_return_if_fail (name != NULL && params != NULL && salt != NULL && hash != NULL);
+  g_return_if_fail (salt_len == GCHATD_USER_SALT_SIZE && hash_len == GCHATD_USER_HASH_SIZE);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = change_task_new (self, name, cancellable, callback, user_data,
+                          gchatd_user_store_replace_async);
+  if (task == NULL || !check_params (task, params))
+    return;
+
+  template = gchatd_user_record_new (name, params, salt, hash, 0);
+  submit_change (self, task, change_new (CHANGE_REPLACE, name, template));
+}
+
+gboolean
+gchatd_user_store_replace_finish (GchatdUserStore *self,
+                                  GAsyncResult    *result,
+                                  GError         **error)
+{
+  g_return_val_if_fail (GCHATD_IS_USER_STORE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (
+    g_task_get_source_tag (G_TASK (result)) == gchatd_user_store_replace_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+gchatd_user_store_remove_async (GchatdUserStore     *self,
+                                const char          *name,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  g_autoptr (GTask) task = NULL;
+
+  g_return_if_fail (GCHATD_IS_USER_STORE (self));
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = change_task_new (self, name, cancellable, callback, user_data,
+                          gchatd_user_store_remove_async);
+  if (task == NULL)
+    return;
+
+  submit_change (self, task, change_new (CHANGE_REMOVE, name, NULL));
+}
+
+gboolean
+gchatd_user_store_remove_finish (GchatdUserStore *self,
+                                 GAsyncResult    *result,
+                                 GError         **error)
+{
+  g_return_val_if_fail (GCHATD_IS_USER_STORE (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (
+    g_task_get_source_tag (G_TASK (result)) == gchatd_user_store_remove_async, FALSE);
 
   return g_task_propagate_boolean (G_TASK (result), error);
 }

@@ -20,6 +20,7 @@ typedef enum {
   GCHATD_USER_STORE_ERROR_INVALID_ARGUMENT, /* Argon2id parameters out of range */
   GCHATD_USER_STORE_ERROR_FULL,             /* already GCHATD_USER_STORE_MAX_USERS accounts */
   GCHATD_USER_STORE_ERROR_TIMED_OUT,        /* gchatd_user_store_flush_sync() gave up waiting */
+  GCHATD_USER_STORE_ERROR_UNKNOWN_USER,     /* a replace or remove names no account */
 } GchatdUserStoreError;
 
 #define GCHATD_USER_NAME_MAX_LENGTH  32
@@ -102,8 +103,40 @@ gboolean          gchatd_user_store_add_finish      (GchatdUserStore     *self,
                                                      GAsyncResult        *result,
                                                      GError             **error);
 
-/* Blocks until every add made so far is saved or has failed, or @timeout_ms passed (then
- * GCHATD_USER_STORE_ERROR_TIMED_OUT). For a graceful stop: the adds' callbacks still need the
+/* Gives the existing account @name (in any case) new Argon2id parameters, salt and hash, as a
+ * password change does; its name and creation time stay. Like an add, it goes through the next
+ * batched save and completes only once durable: until then lookups return the old record, and
+ * if the save fails the old record stays, in memory and in the file. Fails with
+ * GCHATD_USER_STORE_ERROR_UNKNOWN_USER when no durable account has the name, at the call or
+ * when the batch is saved (a remove before it won). */
+void              gchatd_user_store_replace_async   (GchatdUserStore     *self,
+                                                     const char          *name,
+                                                     const GchatArgon2Params *params,
+                                                     const guint8        *salt,
+                                                     gsize                salt_len,
+                                                     const guint8        *hash,
+                                                     gsize                hash_len,
+                                                     GCancellable        *cancellable,
+                                                     GAsyncReadyCallback  callback,
+                                                     gpointer             user_data);
+gboolean          gchatd_user_store_replace_finish  (GchatdUserStore     *self,
+                                                     GAsyncResult        *result,
+                                                     GError             **error);
+
+/* Deletes the account @name (in any case), durably, through the same batched save: the account
+ * stays visible, and its name taken, until the file without it is on disk; a failed save keeps
+ * it. Fails with GCHATD_USER_STORE_ERROR_UNKNOWN_USER as replace does. */
+void              gchatd_user_store_remove_async    (GchatdUserStore     *self,
+                                                     const char          *name,
+                                                     GCancellable        *cancellable,
+                                                     GAsyncReadyCallback  callback,
+                                                     gpointer             user_data);
+gboolean          gchatd_user_store_remove_finish   (GchatdUserStore     *self,
+                                                     GAsyncResult        *result,
+                                                     GError             **error);
+
+/* Blocks until every change made so far is saved or has failed, or @timeout_ms passed (then
+ * GCHATD_USER_STORE_ERROR_TIMED_OUT). For a graceful stop: the changes' callbacks still need the
  * main loop to run afterwards. */
 gboolean          gchatd_user_store_flush_sync      (GchatdUserStore     *self,
                                                      guint                timeout_ms,

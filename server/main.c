@@ -11,6 +11,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "gchat-crypto.h"
+#include "gchatd-admin.h"
 #include "gchatd-server.h"
 
 /* How long a stop may wait for the store and for clients to get their `bye`. */
@@ -55,24 +56,39 @@ notify_systemd (const char *state)
 static GchatConfig *
 load_config (GError **error)
 {
-  g_autofree char *default_path = NULL;
-  GchatConfig *config;
+  GchatConfig *config = gchatd_config_load (opt_config, error);
 
-  if (opt_config == NULL)
-    {
-      default_path = g_build_filename (g_get_user_config_dir (), "gchatd", "config.yaml", NULL);
-      if (g_file_test (default_path, G_FILE_TEST_EXISTS))
-        opt_config = g_strdup (default_path);
-    }
-  if (opt_config == NULL)
-    return gchat_config_new ();
-  config = gchat_config_new_from_file (opt_config, error);
   if (config == NULL)
     return NULL;
   /* g_message, not g_warning: a typo in a config file is not a bug in gchatd. */
   for (const char * const *w = gchat_config_get_warnings (config); *w != NULL; w++)
     g_message ("%s", *w);
   return config;
+}
+
+/* --print-fingerprint reads the public key, so it works beside a running gchatd (which holds
+ * the store lock); only before the first start does it make the key pair. */
+static int
+print_fingerprint (GchatConfig *config)
+{
+  g_autoptr(GchatdPaths) paths = gchatd_paths_resolve (config);
+  g_autoptr(GchatRsaKey) key = NULL;
+  g_autoptr(GchatdServer) server = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *fingerprint = NULL;
+
+  if (g_file_test (paths->public_key, G_FILE_TEST_EXISTS))
+    key = gchat_rsa_key_load_public (paths->public_key, &error);
+  else if ((server = gchatd_server_new (config, &error)) != NULL)
+    key = g_object_ref (gchatd_server_get_key (server));
+  if (key == NULL)
+    {
+      g_printerr ("gchatd: %s\n", error->message);
+      return EXIT_FAILURE;
+    }
+  fingerprint = gchat_rsa_key_get_fingerprint (key);
+  g_print ("%s\n", fingerprint);
+  return EXIT_SUCCESS;
 }
 
 /* SIGHUP: the configuration file again, for what can change live. */
@@ -127,16 +143,17 @@ run (void)
   g_autoptr(GchatdServer) server = NULL;
   g_autoptr(GMainLoop) loop = NULL;
 
-  if (!gchat_crypto_init (&error) || (config = load_config (&error)) == NULL
-      || (server = gchatd_server_new (config, &error)) == NULL)
+  if (!gchat_crypto_init (&error) || (config = load_config (&error)) == NULL)
     {
       g_printerr ("gchatd: %s\n", error->message);
       return EXIT_FAILURE;
     }
   if (opt_print_fingerprint)
+    return print_fingerprint (config);
+  if ((server = gchatd_server_new (config, &error)) == NULL)
     {
-      g_print ("%s\n", gchatd_server_get_fingerprint (server));
-      return EXIT_SUCCESS;
+      g_printerr ("gchatd: %s\n", error->message);
+      return EXIT_FAILURE;
     }
   if (!gchatd_server_start (server, &error))
     {

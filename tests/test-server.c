@@ -934,6 +934,73 @@ spawn_gchatd (GSubprocessFlags   flags,
   return g_subprocess_newv ((const char * const *) argv->pdata, flags, error);
 }
 
+/* Runs gchatctl with @password (or nothing) on its standard input; returns its exit status. */
+static int
+run_gchatctl (const char  *password,
+              char       **err,
+              ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *input = password ? g_strconcat (password, "\n", NULL) : NULL;
+  const char *arg;
+  va_list args;
+
+  g_ptr_array_add (argv, (gpointer) g_getenv ("GCHATCTL"));
+  va_start (args, err);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                               G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (process, input, NULL, NULL, err, &error));
+  g_assert_no_error (error);
+  return g_subprocess_get_exit_status (process);
+}
+
+/* gchatctl beside a running gchatd goes through its control socket: an account it adds can log
+ * in at once, one it deletes is thrown out at once, and a second gchatd on the same files is
+ * refused by the store lock. */
+static void
+check_admin_beside_daemon (Fixture    *f,
+                           const char *config_path)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocess) second = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *second_err = NULL;
+  Client *carol;
+  GchatMessage *bye;
+
+  if (g_getenv ("GCHATCTL") == NULL)
+    return;
+  g_assert_cmpint (run_gchatctl (PASSWORD, &err, "--config", config_path, "adduser", "carol",
+                                 NULL), ==, 0);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_gchatctl (PASSWORD, &err, "--config", config_path, "adduser", "Carol",
+                                 NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "taken"));
+  g_clear_pointer (&err, g_free);
+
+  carol = client_log_in (f, "auth", "carol", PASSWORD);
+  g_assert_cmpint (run_gchatctl (NULL, &err, "--config", config_path, "deluser", "carol", NULL),
+                   ==, 0);
+  bye = client_expect (carol, GCHAT_MESSAGE_BYE);
+  g_assert_cmpstr (gchat_message_get_string (bye, "code"), ==, "account-deleted");
+  gchat_message_unref (bye);
+  client_expect_closed (carol);
+  client_free (carol);
+
+  second = spawn_gchatd (G_SUBPROCESS_FLAGS_STDERR_PIPE, &error, "--config", config_path, NULL);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (second, NULL, NULL, NULL, &second_err, &error));
+  g_assert_cmpint (g_subprocess_get_exit_status (second), ==, 1);
+}
+
 /* SIGTERM: every client is told, the store is flushed, and gchatd exits 0 within 2 s. */
 static void
 test_daemon (void)
@@ -989,6 +1056,8 @@ test_daemon (void)
       else
         alice = client_log_in (&f, "sign", "alice", PASSWORD);
     }
+
+  check_admin_beside_daemon (&f, config_path);
 
   start = g_get_monotonic_time ();
   g_subprocess_send_signal (daemon, SIGTERM);

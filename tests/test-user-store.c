@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-/* Tests GchatdUserStore on real files: reloads, case-insensitive names, group commit, corrupt
- * files, failed saves, and the rules for names and passwords. */
+/* Tests GchatdUserStore on real files: reloads, case-insensitive names, group commit, replaces
+ * and removes, corrupt files, failed saves, and the rules for names and passwords. */
 
 #include <signal.h>
 #include <string.h>
@@ -798,6 +798,318 @@ test_save_fails_on_write (Fixture       *fixture,
   g_assert_cmpuint (gchatd_user_store_get_n_users (reloaded), ==, 2);
 }
 
+/* Replaces and removes ------------------------------------------------------------------------ */
+
+static void
+on_replaced (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Results *results = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!gchatd_user_store_replace_finish (GCHATD_USER_STORE (source), result, &error))
+    {
+      results->n_failed++;
+      g_clear_error (&results->last_error);
+      results->last_error = g_steal_pointer (&error);
+    }
+  results->n_done++;
+}
+
+static void
+on_removed (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Results *results = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!gchatd_user_store_remove_finish (GCHATD_USER_STORE (source), result, &error))
+    {
+      results->n_failed++;
+      g_clear_error (&results->last_error);
+      results->last_error = g_steal_pointer (&error);
+    }
+  results->n_done++;
+}
+
+/* Starts replacing @name's secret with random bytes under @params; the salt goes to @salt. */
+static void
+start_replace (GchatdUserStore         *store,
+               const char              *name,
+               const GchatArgon2Params *params,
+               guint8                  *salt,
+               Results                 *results)
+{
+  guint8 hash[GCHATD_USER_HASH_SIZE];
+
+  gchat_random_bytes (salt, GCHATD_USER_SALT_SIZE);
+  gchat_random_bytes (hash, sizeof hash);
+  gchatd_user_store_replace_async (store, name, params, salt, GCHATD_USER_SALT_SIZE, hash,
+                                   sizeof hash, NULL, on_replaced, results);
+}
+
+static GError *
+replace_and_wait (GchatdUserStore *store,
+                  const char      *name)
+{
+  g_auto (Results) results = { 0 };
+  guint8 salt[GCHATD_USER_SALT_SIZE];
+  GchatArgon2Params params;
+
+  gchat_argon2_params_init_default (&params);
+  start_replace (store, name, &params, salt, &results);
+  wait_for (&results, 1);
+
+  return g_steal_pointer (&results.last_error);
+}
+
+static GError *
+remove_and_wait (GchatdUserStore *store,
+                 const char      *name)
+{
+  g_auto (Results) results = { 0 };
+
+  gchatd_user_store_remove_async (store, name, NULL, on_removed, &results);
+  wait_for (&results, 1);
+
+  return g_steal_pointer (&results.last_error);
+}
+
+static void
+assert_added (GchatdUserStore *store,
+              const char      *name)
+{
+  g_autoptr (GError) error = add_and_wait (store, name);
+
+  g_assert_no_error (error);
+}
+
+static void
+assert_removed (GchatdUserStore *store,
+                const char      *name)
+{
+  g_autoptr (GError) error = remove_and_wait (store, name);
+
+  g_assert_no_error (error);
+}
+
+static void
+test_replace_and_reload (Fixture       *fixture,
+                         gconstpointer  user_data)
+{
+  g_autoptr (GchatdUserStore) store = load (fixture);
+  g_autoptr (GchatdUserStore) reloaded = NULL;
+  g_autoptr (GchatdUserRecord) before = NULL;
+  g_autoptr (GchatdUserRecord) after = NULL;
+  g_autoptr (GchatdUserRecord) found = NULL;
+  g_autoptr (GPtrArray) records = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (Results) results = { 0 };
+  GchatArgon2Params params = { .memory_kib = 4096, .iterations = 3, .parallelism = 2 };
+  guint8 salt[GCHATD_USER_SALT_SIZE];
+
+  assert_added (store, "Alice");
+  assert_added (store, "bob");
+  before = gchatd_user_store_lookup (store, "alice");
+
+  start_replace (store, "ALICE", &params, salt, &results);
+  wait_for (&results, 1);
+  g_assert_no_error (results.last_error);
+  g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 3);
+
+  /* The stored spelling, the creation time and the place in the file stay; the secret is new. */
+  after = gchatd_user_store_lookup (store, "alice");
+  g_assert_true (after != before);
+  g_assert_cmpstr (gchatd_user_record_get_name (after), ==, "Alice");
+  g_assert_cmpint (gchatd_user_record_get_created (after), ==,
+                   gchatd_user_record_get_created (before));
+  g_assert_cmpuint (gchatd_user_record_get_params (after)->memory_kib, ==, 4096);
+  g_assert_cmpmem (gchatd_user_record_get_salt (after), GCHATD_USER_SALT_SIZE, salt, sizeof salt);
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 2);
+  records = gchatd_user_store_dup_records (store);
+  g_assert_true (records->pdata[0] == after);
+
+  reloaded = load (fixture);
+  found = gchatd_user_store_lookup (reloaded, "alice");
+  assert_same_record (after, found);
+  g_assert_cmpuint (gchatd_user_store_get_n_users (reloaded), ==, 2);
+}
+
+static void
+test_remove_and_reload (Fixture       *fixture,
+                        gconstpointer  user_data)
+{
+  g_autoptr (GchatdUserStore) store = load (fixture);
+  g_autoptr (GchatdUserStore) reloaded = NULL;
+  g_autoptr (GPtrArray) records = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *names[] = { "alice", "Bob", "carol" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    assert_added (store, names[i]);
+
+  assert_removed (store, "BOB");
+  g_assert_null (gchatd_user_store_lookup (store, "bob"));
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 2);
+  g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 4);
+
+  reloaded = load (fixture);
+  records = gchatd_user_store_dup_records (reloaded);
+  g_assert_cmpuint (records->len, ==, 2);
+  g_assert_cmpstr (gchatd_user_record_get_name (records->pdata[0]), ==, "alice");
+  g_assert_cmpstr (gchatd_user_record_get_name (records->pdata[1]), ==, "carol");
+
+  /* The name is free again, and a second remove finds nothing to remove. */
+  error = remove_and_wait (store, "bob");
+  g_assert_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_UNKNOWN_USER);
+  g_assert_nonnull (strstr (error->message, "no user named “bob”"));
+  g_clear_error (&error);
+  assert_added (store, "bob");
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 3);
+}
+
+static void
+test_unknown_user (Fixture       *fixture,
+                   gconstpointer  user_data)
+{
+  g_autoptr (GchatdUserStore) store = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (Results) pending = { 0 };
+  g_auto (Results) replaced = { 0 };
+  g_auto (Results) removed = { 0 };
+  guint8 salt[GCHATD_USER_SALT_SIZE];
+  GchatArgon2Params params;
+
+  /* Older accounts make each save take a while, so that the add below is still being saved
+   * when the replace and the remove are asked for. */
+  write_old_accounts (fixture, 5000);
+  store = load (fixture);
+  gchat_argon2_params_init_default (&params);
+  error = replace_and_wait (store, "nobody");
+  g_assert_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_UNKNOWN_USER);
+  g_clear_error (&error);
+  error = remove_and_wait (store, "a:b");
+  g_assert_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_INVALID_NAME);
+  g_clear_error (&error);
+
+  /* An account whose add is not durable yet cannot be changed: it does not exist yet. */
+  start_add (store, "dave", &pending);
+  start_replace (store, "dave", &params, salt, &replaced);
+  gchatd_user_store_remove_async (store, "dave", NULL, on_removed, &removed);
+  wait_for (&pending, 1);
+  wait_for (&replaced, 1);
+  wait_for (&removed, 1);
+  g_assert_no_error (pending.last_error);
+  g_assert_error (replaced.last_error, GCHATD_USER_STORE_ERROR,
+                  GCHATD_USER_STORE_ERROR_UNKNOWN_USER);
+  g_assert_error (removed.last_error, GCHATD_USER_STORE_ERROR,
+                  GCHATD_USER_STORE_ERROR_UNKNOWN_USER);
+  g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 1);
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 5001);
+}
+
+/* Changes are applied in the order they were asked for, whatever batches they land in. */
+static void
+test_change_order (Fixture       *fixture,
+                   gconstpointer  user_data)
+{
+  const guint n_old = 5000;
+  g_autoptr (GchatdUserStore) store = NULL;
+  g_autoptr (GchatdUserStore) reloaded = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (Results) first = { 0 };
+  g_auto (Results) second = { 0 };
+  g_auto (Results) readd = { 0 };
+  guint8 salt[GCHATD_USER_SALT_SIZE];
+  GchatArgon2Params params;
+
+  /* As in test_unknown_user(): each save takes long enough for the next change to come in. */
+  write_old_accounts (fixture, n_old);
+  store = load (fixture);
+  gchat_argon2_params_init_default (&params);
+  assert_added (store, "erin");
+  assert_added (store, "frank");
+
+  /* Replace then remove: both happen. */
+  start_replace (store, "erin", &params, salt, &first);
+  gchatd_user_store_remove_async (store, "erin", NULL, on_removed, &second);
+  wait_for (&first, 1);
+  wait_for (&second, 1);
+  g_assert_no_error (first.last_error);
+  g_assert_no_error (second.last_error);
+  g_assert_null (gchatd_user_store_lookup (store, "erin"));
+
+  /* Remove then replace: the replace finds no account; an add made meanwhile finds the name
+   * still taken, since the removal is not durable when it is asked for. */
+  gchatd_user_store_remove_async (store, "frank", NULL, on_removed, &first);
+  start_add (store, "frank", &readd);
+  start_replace (store, "frank", &params, salt, &second);
+  wait_for (&first, 2);
+  wait_for (&second, 2);
+  wait_for (&readd, 1);
+  g_assert_no_error (first.last_error);
+  g_assert_error (second.last_error, GCHATD_USER_STORE_ERROR,
+                  GCHATD_USER_STORE_ERROR_UNKNOWN_USER);
+  g_assert_error (readd.last_error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_NAME_TAKEN);
+
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, n_old);
+  reloaded = load (fixture);
+  g_assert_cmpuint (gchatd_user_store_get_n_users (reloaded), ==, n_old);
+}
+
+/* Under a file-size limit of one byte no save can write its file: a failed replace or remove
+ * leaves the account as it was, in memory and on disk. */
+static void
+test_change_fails_cleanly (Fixture       *fixture,
+                           gconstpointer  user_data)
+{
+  g_autoptr (GchatdUserStore) store = load (fixture);
+  g_autoptr (GchatdUserRecord) before = NULL;
+  g_autoptr (GchatdUserRecord) after = NULL;
+  g_autoptr (GError) replace_error = NULL;
+  g_autoptr (GError) remove_error = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) file_before = NULL;
+  g_autoptr (GBytes) file_after = NULL;
+  g_autofree char *folder = NULL;
+  struct rlimit saved, limit;
+  void (*saved_handler) (int);
+
+  assert_added (store, "grace");
+  before = gchatd_user_store_lookup (store, "grace");
+  file_before = read_bytes (fixture->path);
+
+  g_assert_no_errno (getrlimit (RLIMIT_FSIZE, &saved));
+  limit = saved;
+  limit.rlim_cur = 1;
+  saved_handler = signal (SIGXFSZ, SIG_IGN);
+  g_assert_no_errno (setrlimit (RLIMIT_FSIZE, &limit));
+  replace_error = replace_and_wait (store, "grace");
+  remove_error = remove_and_wait (store, "grace");
+  g_assert_no_errno (setrlimit (RLIMIT_FSIZE, &saved));
+  signal (SIGXFSZ, saved_handler);
+
+  for (GError *e = replace_error; e != NULL; e = e == replace_error ? remove_error : NULL)
+    {
+      g_test_message ("%s", e->message);
+      g_assert_error (e, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_IO);
+      g_assert_nonnull (strstr (e->message, fixture->path));
+    }
+  after = gchatd_user_store_lookup (store, "grace");
+  g_assert_true (after == before);
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 1);
+  g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 1);
+  file_after = read_bytes (fixture->path);
+  g_assert_true (g_bytes_equal (file_before, file_after));
+  folder = list_folder (fixture);
+  g_assert_cmpstr (folder, ==, "users.json");
+
+  assert_removed (store, "grace");
+  g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 0);
+}
+
 /* Names and passwords -------------------------------------------------------------------------- */
 
 static void
@@ -896,6 +1208,11 @@ main (int argc, char **argv)
   ADD_FIXTURE_TEST ("/user-store/not-a-file", test_not_a_file);
   ADD_FIXTURE_TEST ("/user-store/save-fails-on-rename", test_save_fails_on_rename);
   ADD_FIXTURE_TEST ("/user-store/save-fails-on-write", test_save_fails_on_write);
+  ADD_FIXTURE_TEST ("/user-store/replace-and-reload", test_replace_and_reload);
+  ADD_FIXTURE_TEST ("/user-store/remove-and-reload", test_remove_and_reload);
+  ADD_FIXTURE_TEST ("/user-store/unknown-user", test_unknown_user);
+  ADD_FIXTURE_TEST ("/user-store/change-order", test_change_order);
+  ADD_FIXTURE_TEST ("/user-store/change-fails-cleanly", test_change_fails_cleanly);
   g_test_add_func ("/user-store/name-validate", test_name_validate);
   g_test_add_func ("/user-store/password-validate", test_password_validate);
 

@@ -78,7 +78,10 @@ remove_dir (const char *path)
     {
       g_autofree char *child = g_build_filename (path, name, NULL);
 
-      g_assert_no_errno (g_remove (child));
+      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+        remove_dir (child);
+      else
+        g_assert_no_errno (g_remove (child));
     }
   g_assert_no_errno (g_rmdir (path));
 }
@@ -1080,6 +1083,81 @@ test_daemon (void)
   remove_dir (dir);
 }
 
+/* Whether something already listens on @port of 127.0.0.1. */
+static gboolean
+port_in_use (guint16 port)
+{
+  g_autoptr(GSocketClient) socket_client = g_socket_client_new ();
+  g_autoptr(GSocketConnection) connection =
+    g_socket_client_connect_to_host (socket_client, "127.0.0.1", port, NULL, NULL);
+
+  return connection != NULL;
+}
+
+/* The issue's "done when": gchatd starts with no configuration at all (built-in defaults, a
+ * fresh key in $XDG_DATA_HOME/gchatd, port 10000), gchatctl adds an account, and it logs in. */
+static void
+test_no_config (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *home = g_dir_make_tmp ("gchatd-home-XXXXXX", &error);
+  g_autofree char *data_dir = g_build_filename (home, "data", NULL);
+  g_autofree char *public_path = g_build_filename (data_dir, "gchatd", "server-public.pem", NULL);
+  g_autofree char *err = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) daemon = NULL;
+  g_autoptr(GchatRsaKey) pinned = NULL;
+  const char *env[][2] = { { "XDG_CONFIG_HOME", "config" }, { "XDG_DATA_HOME", "data" },
+                           { "XDG_RUNTIME_DIR", "run" } };
+  Fixture f = { .dir = home, .port = GCHAT_DEFAULT_PORT };
+  Client *bob;
+  gint64 start;
+
+  if (g_getenv ("GCHATD") == NULL || g_getenv ("GCHATCTL") == NULL)
+    {
+      g_test_skip ("GCHATD or GCHATCTL is not set");
+      return;
+    }
+  if (port_in_use (GCHAT_DEFAULT_PORT))
+    {
+      g_test_skip ("port 10000 is taken on this machine");
+      return;
+    }
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  for (guint i = 0; i < G_N_ELEMENTS (env); i++)
+    {
+      g_autofree char *path = g_build_filename (home, env[i][1], NULL);
+
+      g_assert_no_errno (g_mkdir (path, 0700));
+      g_subprocess_launcher_setenv (launcher, env[i][0], path, TRUE);
+      g_setenv (env[i][0], path, TRUE); /* for gchatctl below */
+    }
+  daemon = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHATD"), NULL);
+  g_assert_no_error (error);
+
+  /* The first start makes an RSA-3072 key: wait for the port. */
+  for (start = g_get_monotonic_time (); !port_in_use (GCHAT_DEFAULT_PORT);)
+    {
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 6 * WAIT_TIMEOUT_US);
+      g_usleep (50000);
+    }
+  g_assert_cmpint (run_gchatctl (PASSWORD, &err, "adduser", "bob", NULL), ==, 0);
+
+  /* This client pins the key gchatd made, as a user given server-public.pem would. */
+  pinned = gchat_rsa_key_load_public (public_path, &error);
+  g_assert_no_error (error);
+  g_set_object (&server_key, pinned);
+  bob = client_log_in (&f, "auth", "bob", PASSWORD);
+  client_free (bob);
+
+  g_subprocess_send_signal (daemon, SIGTERM);
+  g_assert_true (g_subprocess_wait (daemon, NULL, &error));
+  g_assert_cmpint (g_subprocess_get_exit_status (daemon), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (env); i++)
+    g_unsetenv (env[i][0]);
+  remove_dir (home);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -1113,6 +1191,8 @@ main (int   argc,
   ADD ("/server/sign-up-closed", test_sign_up_closed, "allow_sign_up: false");
 #undef ADD
   g_test_add_func ("/gchatd/daemon", test_daemon);
+  /* Last: it swaps the pinned server key. */
+  g_test_add_func ("/gchatd/no-config", test_no_config);
 
   status = g_test_run ();
   g_clear_object (&server_key);

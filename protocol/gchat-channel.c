@@ -18,23 +18,7 @@ struct _GchatChannel
   gboolean   failed;
 };
 
-/* Plaintext handed out by gchat_channel_open(): wiped when the last reference goes. */
-typedef struct
-{
-  gsize  len;
-  guint8 data[];
-} WipedBuffer;
-
 G_DEFINE_QUARK (gchat-channel-error-quark, gchat_channel_error)
-
-static void
-wiped_buffer_free (gpointer data)
-{
-  WipedBuffer *buffer = data;
-
-  gchat_memzero (buffer->data, buffer->len);
-  g_free (buffer);
-}
 
 /* The nonce is the frame's sequence number: 4 zero bytes, then 8 bytes big-endian. Each
  * direction has its own key, so the two counters never share a (key, nonce) pair. */
@@ -148,7 +132,7 @@ gchat_channel_open (GchatChannel  *self,
   guint8 header[GCHAT_FRAME_HEADER_SIZE];
   const guint8 *data;
   gsize len;
-  WipedBuffer *plain;
+  guint8 *plain;
 
   g_return_val_if_fail (self != NULL, NULL);
   g_return_val_if_fail (payload != NULL, NULL);
@@ -166,15 +150,15 @@ gchat_channel_open (GchatChannel  *self,
 
   gchat_frame_write_header (header, (guint32) len);
   make_nonce (self->received, nonce);
-  plain = g_malloc (sizeof (WipedBuffer) + len - GCHAT_AEAD_TAG_SIZE + 1);
-  plain->len = len - GCHAT_AEAD_TAG_SIZE;
-  if (!gchat_aead_open (self->receive, nonce, header, sizeof header, data, len, plain->data, NULL))
+  /* The plaintext handed out is wiped when its last reference goes. */
+  plain = gchat_wiped_buffer_new (len - GCHAT_AEAD_TAG_SIZE);
+  if (!gchat_aead_open (self->receive, nonce, header, sizeof header, data, len, plain, NULL))
     {
-      g_free (plain);
+      gchat_wiped_buffer_free (plain);
       return fail_tampered (self, error);
     }
   self->received++;
-  return g_bytes_new_with_free_func (plain->data, plain->len, wiped_buffer_free, plain);
+  return gchat_wiped_buffer_to_bytes (plain, len - GCHAT_AEAD_TAG_SIZE);
 }
 
 guint64

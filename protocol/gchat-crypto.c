@@ -192,6 +192,69 @@ gchat_memzero (gpointer mem,
 #endif
 }
 
+/* The allocation behind a wiped buffer: the size to wipe, then the bytes handed out. */
+typedef struct
+{
+  gsize  size;
+  guint8 data[];
+} WipedBuffer;
+
+static WipedBuffer *
+wiped_buffer_from_data (gpointer data)
+{
+  return (WipedBuffer *) ((guint8 *) data - G_STRUCT_OFFSET (WipedBuffer, data));
+}
+
+guint8 *
+gchat_wiped_buffer_new (gsize size)
+{
+  WipedBuffer *buffer;
+
+  g_return_val_if_fail (size <= G_MAXSIZE - sizeof (WipedBuffer), NULL);
+
+  buffer = g_malloc (sizeof (WipedBuffer) + size);
+  buffer->size = size;
+  return buffer->data;
+}
+
+void
+gchat_wiped_buffer_free (gpointer data)
+{
+  WipedBuffer *buffer;
+
+  if (data == NULL)
+    return;
+
+  /* The whole allocation, not only the part a GBytes showed: a caller may have used less. */
+  buffer = wiped_buffer_from_data (data);
+  gchat_memzero (buffer->data, buffer->size);
+  g_free (buffer);
+}
+
+GBytes *
+gchat_wiped_buffer_to_bytes (guint8 *data,
+                             gsize   len)
+{
+  g_return_val_if_fail (data != NULL, NULL);
+  g_return_val_if_fail (len <= wiped_buffer_from_data (data)->size, NULL);
+
+  return g_bytes_new_with_free_func (data, len, gchat_wiped_buffer_free, data);
+}
+
+GBytes *
+gchat_bytes_new_wiped (const guint8 *data,
+                       gsize         len)
+{
+  guint8 *copy;
+
+  g_return_val_if_fail (data != NULL || len == 0, NULL);
+
+  copy = gchat_wiped_buffer_new (len);
+  if (len > 0)
+    memcpy (copy, data, len);
+  return gchat_wiped_buffer_to_bytes (copy, len);
+}
+
 gboolean
 gchat_constant_time_equal (gconstpointer a,
                            gconstpointer b,

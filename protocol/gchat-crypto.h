@@ -56,6 +56,18 @@ void      gchat_random_bytes            (guint8         *buf,
 void      gchat_memzero                 (gpointer        mem,
                                          gsize           len);
 
+/* A buffer for secrets that is overwritten when freed. gchat_wiped_buffer_new() allocates @size
+ * bytes (not cleared); fill them, then either free the buffer with gchat_wiped_buffer_free() (a
+ * GDestroyNotify) or hand it, with its first @len bytes in use, to a GBytes that wipes and frees
+ * it when its last reference goes. No copy of the secret is made on the way. */
+guint8   *gchat_wiped_buffer_new        (gsize           size);
+void      gchat_wiped_buffer_free       (gpointer        data);
+GBytes   *gchat_wiped_buffer_to_bytes   (guint8         *data,
+                                         gsize           len);
+/* A GBytes holding a copy of @data that is wiped when its last reference goes. */
+GBytes   *gchat_bytes_new_wiped         (const guint8   *data,
+                                         gsize           len);
+
 /* Compares two buffers in time that depends only on @len. */
 gboolean  gchat_constant_time_equal     (gconstpointer   a,
                                          gconstpointer   b,

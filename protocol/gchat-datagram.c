@@ -69,13 +69,6 @@ struct _GchatDatagramReassembler
   GBytes  *pieces[GCHAT_DATAGRAM_MAX_FRAGMENTS];
 };
 
-/* Bodies and texts handed out: wiped when the last reference goes, as they hold messages. */
-typedef struct
-{
-  gsize  len;
-  guint8 data[];
-} WipedBuffer;
-
 /* A bounds-checked cursor over bytes from the network. */
 typedef struct
 {
@@ -85,41 +78,6 @@ typedef struct
 } Reader;
 
 G_DEFINE_QUARK (gchat-datagram-error-quark, gchat_datagram_error)
-
-static WipedBuffer *
-wiped_buffer_new (gsize len)
-{
-  WipedBuffer *buffer = g_malloc (sizeof *buffer + len);
-
-  buffer->len = len;
-  return buffer;
-}
-
-static void
-wiped_buffer_free (gpointer data)
-{
-  WipedBuffer *buffer = data;
-
-  gchat_memzero (buffer->data, buffer->len);
-  g_free (buffer);
-}
-
-static GBytes *
-wiped_buffer_to_bytes (WipedBuffer *buffer)
-{
-  return g_bytes_new_with_free_func (buffer->data, buffer->len, wiped_buffer_free, buffer);
-}
-
-static GBytes *
-wiped_bytes_new (const guint8 *data,
-                 gsize         len)
-{
-  WipedBuffer *buffer = wiped_buffer_new (len);
-
-  if (len > 0)
-    memcpy (buffer->data, data, len);
-  return wiped_buffer_to_bytes (buffer);
-}
 
 static void
 put_u16 (guint8  *p,
@@ -357,18 +315,19 @@ open_datagram (GchatAead                 *aead,
 {
   guint8 nonce[GCHAT_AEAD_NONCE_SIZE];
   gsize sealed_len = len - GCHAT_DATAGRAM_HEADER_SIZE;
-  WipedBuffer *body;
+  guint8 *body;
   g_autoptr(GError) local_error = NULL;
 
   if (!replay_window_check (window, header->seq, error))
     return NULL;
 
-  body = wiped_buffer_new (sealed_len - GCHAT_AEAD_TAG_SIZE);
+  /* Bodies hold messages, so they are wiped when the last reference goes. */
+  body = gchat_wiped_buffer_new (sealed_len - GCHAT_AEAD_TAG_SIZE);
   make_nonce (header->seq, nonce);
   if (!gchat_aead_open (aead, nonce, data, GCHAT_DATAGRAM_HEADER_SIZE,
-                        data + GCHAT_DATAGRAM_HEADER_SIZE, sealed_len, body->data, &local_error))
+                        data + GCHAT_DATAGRAM_HEADER_SIZE, sealed_len, body, &local_error))
     {
-      wiped_buffer_free (body);
+      gchat_wiped_buffer_free (body);
       if (!g_error_matches (local_error, GCHAT_CRYPTO_ERROR, GCHAT_CRYPTO_ERROR_DECRYPT))
         {
           g_propagate_error (error, g_steal_pointer (&local_error));
@@ -380,7 +339,7 @@ open_datagram (GchatAead                 *aead,
       return NULL;
     }
   replay_window_commit (window, header->seq);
-  return wiped_buffer_to_bytes (body);
+  return gchat_wiped_buffer_to_bytes (body, sealed_len - GCHAT_AEAD_TAG_SIZE);
 }
 
 /* ---- Peer keys ---- */
@@ -778,7 +737,8 @@ gchat_datagram_build_data (guint64        msg_id,
                            gsize          text_len,
                            GError       **error)
 {
-  WipedBuffer *body;
+  gsize len;
+  guint8 *body;
 
   g_return_val_if_fail (text != NULL || text_len == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -792,13 +752,14 @@ gchat_datagram_build_data (guint64        msg_id,
                      "limit of %u"), text_len, (guint) DATA_MAX_TEXT);
       return NULL;
     }
-  body = wiped_buffer_new (GCHAT_DATAGRAM_DATA_HEADER_SIZE + text_len);
-  put_u64 (body->data, msg_id);
-  put_u16 (body->data + 8, fragment);
-  put_u16 (body->data + 10, fragments);
+  len = GCHAT_DATAGRAM_DATA_HEADER_SIZE + text_len;
+  body = gchat_wiped_buffer_new (len);
+  put_u64 (body, msg_id);
+  put_u16 (body + 8, fragment);
+  put_u16 (body + 10, fragments);
   if (text_len > 0)
-    memcpy (body->data + GCHAT_DATAGRAM_DATA_HEADER_SIZE, text, text_len);
-  return wiped_buffer_to_bytes (body);
+    memcpy (body + GCHAT_DATAGRAM_DATA_HEADER_SIZE, text, text_len);
+  return gchat_wiped_buffer_to_bytes (body, len);
 }
 
 gboolean
@@ -834,7 +795,8 @@ gchat_datagram_build_ack (const guint64  *msg_ids,
                           guint           count,
                           GError        **error)
 {
-  WipedBuffer *body;
+  gsize len = 1 + 8 * (gsize) count;
+  guint8 *body;
 
   g_return_val_if_fail (msg_ids != NULL || count == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -846,11 +808,11 @@ gchat_datagram_build_ack (const guint64  *msg_ids,
                    (guint) GCHAT_DATAGRAM_MAX_ACK_IDS, count);
       return NULL;
     }
-  body = wiped_buffer_new (1 + 8 * (gsize) count);
-  body->data[0] = (guint8) count;
+  body = gchat_wiped_buffer_new (len);
+  body[0] = (guint8) count;
   for (guint i = 0; i < count; i++)
-    put_u64 (body->data + 1 + 8 * i, msg_ids[i]);
-  return wiped_buffer_to_bytes (body);
+    put_u64 (body + 1 + 8 * i, msg_ids[i]);
+  return gchat_wiped_buffer_to_bytes (body, len);
 }
 
 gboolean
@@ -1175,7 +1137,7 @@ gchat_datagram_reassembler_add (GchatDatagramReassembler  *self,
       return FALSE;
     }
 
-  self->pieces[fragment->fragment] = wiped_bytes_new (fragment->text, fragment->text_len);
+  self->pieces[fragment->fragment] = gchat_bytes_new_wiped (fragment->text, fragment->text_len);
   self->fragments = fragment->fragments;
   self->received++;
   self->total += fragment->text_len;
@@ -1194,28 +1156,28 @@ GBytes *
 gchat_datagram_reassembler_finish (GchatDatagramReassembler  *self,
                                    GError                   **error)
 {
-  WipedBuffer *text;
+  guint8 *text;
   gsize pos = 0;
 
   g_return_val_if_fail (gchat_datagram_reassembler_is_complete (self), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  text = wiped_buffer_new (self->total);
+  text = gchat_wiped_buffer_new (self->total);
   for (guint i = 0; i < self->fragments; i++)
     {
       gsize size;
       const guint8 *piece = g_bytes_get_data (self->pieces[i], &size);
 
       if (size > 0)
-        memcpy (text->data + pos, piece, size);
+        memcpy (text + pos, piece, size);
       pos += size;
     }
-  if (text->len > 0 && !g_utf8_validate_len ((const char *) text->data, text->len, NULL))
+  if (self->total > 0 && !g_utf8_validate_len ((const char *) text, self->total, NULL))
     {
-      wiped_buffer_free (text);
+      gchat_wiped_buffer_free (text);
       g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
                            _("The peer sent a message that is not valid UTF-8 text"));
       return NULL;
     }
-  return wiped_buffer_to_bytes (text);
+  return gchat_wiped_buffer_to_bytes (text, self->total);
 }

@@ -8,6 +8,7 @@
 #include <json-glib/json-glib.h>
 
 #include "gchat-crypto.h"
+#include "gchat-json.h"
 #include "gchat-message.h"
 
 /* One field of a message type. The meaning of the limits depends on the kind:
@@ -158,13 +159,6 @@ struct _GchatMessage
   GBytes          **bytes;
 };
 
-/* Decoded bytes, overwritten when the last GBytes reference goes. */
-typedef struct
-{
-  gsize  len;
-  guint8 data[];
-} WipedBuffer;
-
 G_DEFINE_QUARK (gchat-message-error-quark, gchat_message_error)
 G_DEFINE_BOXED_TYPE (GchatMessage, gchat_message, gchat_message_ref, gchat_message_unref)
 
@@ -187,21 +181,6 @@ int_to_string (gint64 value)
 /* Wiping. */
 
 static void
-wiped_buffer_free (gpointer data)
-{
-  WipedBuffer *buffer = data;
-
-  gchat_memzero (buffer->data, buffer->len);
-  g_free (buffer);
-}
-
-static GBytes *
-wiped_bytes_new (WipedBuffer *buffer)
-{
-  return g_bytes_new_with_free_func (buffer->data, buffer->len, wiped_buffer_free, buffer);
-}
-
-static void
 wipe_string (const char *string)
 {
   /* The string belongs to a node that is about to be freed or replaced, so writing through the
@@ -210,7 +189,7 @@ wipe_string (const char *string)
     gchat_memzero ((char *) string, strlen (string));
 }
 
-/* Overwrites every string under @node. The depth is bounded by the pre-scan. */
+/* Overwrites every string under @node. The depth is bounded by gchat_json_parse(). */
 static void
 wipe_node (JsonNode *node)
 {
@@ -707,376 +686,74 @@ static GBytes *
 decode_base64 (const char *text)
 {
   gsize text_len = strlen (text);
-  WipedBuffer *buffer = g_malloc (sizeof (WipedBuffer) + text_len / 4 * 3 + 3);
+  guint8 *buffer = gchat_wiped_buffer_new (text_len / 4 * 3 + 3);
   gint state = 0;
   guint save = 0;
+  gsize len = g_base64_decode_step (text, text_len, buffer, &state, &save);
 
-  buffer->len = g_base64_decode_step (text, text_len, buffer->data, &state, &save);
-  return wiped_bytes_new (buffer);
-}
-
-/* Strict JSON pre-scan. json-glib's parser recurses once per nesting level and accepts more
- * than JSON: comments, single quotes, hexadecimal and zero-padded numbers, data after the
- * root value, unpaired surrogates, and integers that silently wrap around. This scanner walks
- * the bytes once, without recursion, and only lets strict RFC 8259 JSON through, nested at
- * most GCHAT_MESSAGE_MAX_DEPTH levels, without "\u0000" and with every integer in 64 bits. */
-
-typedef struct
-{
-  const guint8 *data;
-  gsize         len;
-  gsize         pos;
-} Scanner;
-
-static gboolean
-scan_failed (Scanner  *scan,
-             GError  **error)
-{
-  g_set_error (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-               _("The message is not valid JSON (at byte %lu)"), (gulong) scan->pos);
-  return FALSE;
-}
-
-static int
-scan_peek (Scanner *scan)
-{
-  return scan->pos < scan->len ? scan->data[scan->pos] : -1;
-}
-
-static gboolean
-scan_accept (Scanner *scan,
-             int      c)
-{
-  if (scan_peek (scan) != c)
-    return FALSE;
-  scan->pos++;
-  return TRUE;
-}
-
-static void
-scan_whitespace (Scanner *scan)
-{
-  int c = scan_peek (scan);
-
-  while (c == ' ' || c == '\t' || c == '\n' || c == '\r')
-    {
-      scan->pos++;
-      c = scan_peek (scan);
-    }
-}
-
-static gboolean
-scan_digits (Scanner *scan)
-{
-  gsize start = scan->pos;
-
-  while (g_ascii_isdigit (scan_peek (scan)))
-    scan->pos++;
-  return scan->pos > start;
-}
-
-/* json-glib reads integers into 64 bits and wraps around without an error, so integers that
- * do not fit are refused here. */
-static gboolean
-integer_fits (const guint8 *digits,
-              gsize         n_digits,
-              gboolean      negative)
-{
-  guint64 limit = negative ? (guint64) G_MAXINT64 + 1 : (guint64) G_MAXINT64;
-  guint64 value = 0;
-
-  for (gsize i = 0; i < n_digits; i++)
-    {
-      guint digit = digits[i] - '0';
-
-      if (value > (limit - digit) / 10)
-        return FALSE;
-      value = value * 10 + digit;
-    }
-  return TRUE;
-}
-
-static gboolean
-scan_number (Scanner *scan)
-{
-  gboolean negative = scan_accept (scan, '-');
-  gsize int_start = scan->pos;
-  gsize int_end;
-  gboolean is_integer = TRUE;
-
-  if (!scan_accept (scan, '0') && !scan_digits (scan))
-    return FALSE;
-  int_end = scan->pos;
-
-  if (scan_accept (scan, '.'))
-    {
-      is_integer = FALSE;
-      if (!scan_digits (scan))
-        return FALSE;
-    }
-  if (scan_accept (scan, 'e') || scan_accept (scan, 'E'))
-    {
-      is_integer = FALSE;
-      if (!scan_accept (scan, '+'))
-        scan_accept (scan, '-');
-      if (!scan_digits (scan))
-        return FALSE;
-    }
-  return !is_integer || integer_fits (scan->data + int_start, int_end - int_start, negative);
-}
-
-static gboolean
-scan_hex4 (Scanner *scan,
-           guint   *value)
-{
-  *value = 0;
-  for (guint i = 0; i < 4; i++)
-    {
-      int c = scan_peek (scan);
-
-      if (c < 0 || !g_ascii_isxdigit (c))
-        return FALSE;
-      *value = (*value << 4) | (guint) g_ascii_xdigit_value (c);
-      scan->pos++;
-    }
-  return TRUE;
-}
-
-/* A "\u" escape, after the backslash: no NUL, and surrogates only in pairs. */
-static gboolean
-scan_unicode_escape (Scanner *scan)
-{
-  guint unit;
-  guint low;
-
-  if (!scan_accept (scan, 'u') || !scan_hex4 (scan, &unit) || unit == 0)
-    return FALSE;
-  if (unit >= 0xdc00 && unit <= 0xdfff)
-    return FALSE;
-  if (unit < 0xd800 || unit > 0xdbff)
-    return TRUE;
-  return scan_accept (scan, '\\') && scan_accept (scan, 'u') && scan_hex4 (scan, &low)
-         && low >= 0xdc00 && low <= 0xdfff;
-}
-
-/* A string, from its opening quote. The whole text is already known to be UTF-8. */
-static gboolean
-scan_string (Scanner *scan)
-{
-  if (!scan_accept (scan, '"'))
-    return FALSE;
-
-  for (;;)
-    {
-      int c = scan_peek (scan);
-
-      if (c < 0x20)
-        return FALSE;
-      scan->pos++;
-      if (c == '"')
-        return TRUE;
-      if (c != '\\')
-        continue;
-
-      c = scan_peek (scan);
-      if (c > 0 && strchr ("\"\\/bfnrt", c) != NULL)
-        scan->pos++;
-      else if (!scan_unicode_escape (scan))
-        return FALSE;
-    }
-}
-
-/* An object member's name and the colon after it. */
-static gboolean
-scan_member_name (Scanner *scan)
-{
-  scan_whitespace (scan);
-  if (!scan_string (scan))
-    return FALSE;
-  scan_whitespace (scan);
-  return scan_accept (scan, ':');
-}
-
-static gboolean
-scan_scalar (Scanner *scan)
-{
-  static const char *const literals[] = { "true", "false", "null" };
-  int c = scan_peek (scan);
-
-  if (c == '"')
-    return scan_string (scan);
-  if (c == '-' || g_ascii_isdigit (c))
-    return scan_number (scan);
-
-  for (guint i = 0; i < G_N_ELEMENTS (literals); i++)
-    {
-      gsize len = strlen (literals[i]);
-
-      if (scan->len - scan->pos >= len && memcmp (scan->data + scan->pos, literals[i], len) == 0)
-        {
-          scan->pos += len;
-          return TRUE;
-        }
-    }
-  return FALSE;
-}
-
-/* After a value: closes the containers that end here. Returns FALSE on bad syntax; sets
- * @done when the root value is complete, or else leaves the scanner before the next value. */
-static gboolean
-scan_after_value (Scanner  *scan,
-                  char     *stack,
-                  guint    *depth,
-                  gboolean *done)
-{
-  for (;;)
-    {
-      char open;
-
-      scan_whitespace (scan);
-      if (*depth == 0)
-        {
-          *done = TRUE;
-          return scan->pos == scan->len;
-        }
-
-      open = stack[*depth - 1];
-      if (scan_accept (scan, ','))
-        return open == '[' || scan_member_name (scan);
-      if (!scan_accept (scan, open == '{' ? '}' : ']'))
-        return FALSE;
-      (*depth)--;
-    }
-}
-
-static gboolean
-scan_json (const guint8  *data,
-           gsize          len,
-           GError       **error)
-{
-  Scanner scan = { data, len, 0 };
-  char stack[GCHAT_MESSAGE_MAX_DEPTH];
-  guint depth = 0;
-  gboolean done = FALSE;
-
-  while (!done)
-    {
-      int c;
-
-      scan_whitespace (&scan);
-      c = scan_peek (&scan);
-      if (c == '{' || c == '[')
-        {
-          if (depth == GCHAT_MESSAGE_MAX_DEPTH)
-            {
-              g_set_error (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-                           _("The message is nested deeper than %d levels"),
-                           GCHAT_MESSAGE_MAX_DEPTH);
-              return FALSE;
-            }
-          stack[depth++] = (char) c;
-          scan.pos++;
-          scan_whitespace (&scan);
-          if (scan_accept (&scan, c == '{' ? '}' : ']'))
-            depth--;
-          else if (c == '[' || scan_member_name (&scan))
-            continue;
-          else
-            return scan_failed (&scan, error);
-        }
-      else if (!scan_scalar (&scan))
-        return scan_failed (&scan, error);
-
-      if (!scan_after_value (&scan, stack, &depth, &done))
-        return scan_failed (&scan, error);
-    }
-  return TRUE;
+  return gchat_wiped_buffer_to_bytes (buffer, len);
 }
 
 /* Decoding. */
 
-/* json-glib keeps the last of two members with the same name without a word. Two values for
- * one field would let a peer hide one from a check that looks at the other, so duplicates are
- * refused: the parser reports each member as it adds it, and an object that got more reports
- * than it has members had a duplicate. */
-typedef struct
-{
-  GHashTable *counts;
-  gboolean    duplicate;
-} DuplicateCheck;
-
+/* Says what gchat_json_parse() refused, in this codec's words: json-glib's and the checker's
+ * own messages never reach a peer, which gets a byte offset at most. */
 static void
-on_object_member (JsonParser *parser,
-                  JsonObject *object,
-                  const char *member_name,
-                  gpointer    user_data)
+set_json_error (const guint8  *data,
+                gsize          len,
+                gsize          offset,
+                const GError  *json_error,
+                GError       **error)
 {
-  DuplicateCheck *check = user_data;
-  guint count = GPOINTER_TO_UINT (g_hash_table_lookup (check->counts, object)) + 1;
+  GQuark domain = GCHAT_MESSAGE_ERROR;
+  int code = GCHAT_MESSAGE_ERROR_SYNTAX;
 
-  g_hash_table_insert (check->counts, object, GUINT_TO_POINTER (count));
-  if (count > json_object_get_size (object))
-    check->duplicate = TRUE;
+  switch (json_error->code)
+    {
+    case GCHAT_JSON_ERROR_ENCODING:
+      if (offset < len && data[offset] == '\0')
+        g_set_error_literal (error, domain, code, _("The message contains a NUL byte"));
+      else
+        g_set_error_literal (error, domain, code, _("The message is not valid UTF-8"));
+      break;
+    case GCHAT_JSON_ERROR_TOO_DEEP:
+      g_set_error (error, domain, code, _("The message is nested deeper than %d levels"),
+                   GCHAT_MESSAGE_MAX_DEPTH);
+      break;
+    case GCHAT_JSON_ERROR_DUPLICATE_MEMBER:
+      g_set_error_literal (error, domain, code,
+                           _("The message has two members with the same name"));
+      break;
+    default:
+      g_set_error (error, domain, code, _("The message is not valid JSON (at byte %lu)"),
+                   (gulong) offset);
+      break;
+    }
 }
 
-/* Parses text that scan_json() accepted. Returns the parser, which owns the tree. */
+/* Parses strict JSON no larger than a message. Returns the parser, which owns the tree. */
 static JsonParser *
 parse_json (const guint8  *data,
             gsize          len,
             GError       **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autoptr(GHashTable) counts = g_hash_table_new (NULL, NULL);
-  DuplicateCheck check = { counts, FALSE };
-  g_autoptr(GError) local_error = NULL;
-  gulong handler;
+  g_autoptr(GError) json_error = NULL;
+  gsize offset = 0;
 
-  handler = g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member), &check);
-  json_parser_load_from_data (parser, (const char *) data, (gssize) len, &local_error);
-  g_signal_handler_disconnect (parser, handler);
-
-  /* json-glib's messages quote the text around the error, which could be a password, so they
-   * are not passed on. The strict pre-scan leaves it almost nothing to refuse anyway. */
-  if (local_error != NULL)
-    {
-      g_set_error_literal (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-                           _("The message is not valid JSON"));
-      return NULL;
-    }
-  if (check.duplicate)
-    {
-      g_set_error_literal (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-                           _("The message has two members with the same name"));
-      return NULL;
-    }
-  return g_steal_pointer (&parser);
-}
-
-/* Everything that is checked before json-glib sees the bytes. */
-static gboolean
-check_text (const guint8  *data,
-            gsize          len,
-            GError       **error)
-{
   if (len > GCHAT_MESSAGE_MAX_SIZE)
     {
       g_set_error (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_TOO_LONG,
                    _("The message is larger than %d bytes"), GCHAT_MESSAGE_MAX_SIZE);
-      return FALSE;
+      return NULL;
     }
-  if (memchr (data, '\0', len) != NULL)
+  if (!gchat_json_parse (parser, (const char *) data, len, GCHAT_MESSAGE_MAX_DEPTH, 0, &offset,
+                         &json_error))
     {
-      g_set_error_literal (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-                           _("The message contains a NUL byte"));
-      return FALSE;
+      set_json_error (data, len, offset, json_error, error);
+      return NULL;
     }
-  if (!g_utf8_validate_len ((const char *) data, len, NULL))
-    {
-      g_set_error_literal (error, GCHAT_MESSAGE_ERROR, GCHAT_MESSAGE_ERROR_SYNTAX,
-                           _("The message is not valid UTF-8"));
-      return FALSE;
-    }
-  return scan_json (data, len, error);
+  return g_steal_pointer (&parser);
 }
 
 static gboolean
@@ -1149,8 +826,6 @@ gchat_message_decode (const guint8  *data,
   g_return_val_if_fail (data != NULL || len == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (!check_text (data, len, error))
-    return NULL;
   parser = parse_json (data, len, error);
   if (parser == NULL)
     return NULL;
@@ -1367,7 +1042,6 @@ gchat_message_set_bytes (GchatMessage *self,
                          gsize         len)
 {
   const FieldSpec *spec;
-  WipedBuffer *buffer;
   char *text;
 
   g_return_if_fail (self != NULL);
@@ -1378,11 +1052,7 @@ gchat_message_set_bytes (GchatMessage *self,
   if (spec == NULL)
     return;
 
-  buffer = g_malloc (sizeof (WipedBuffer) + len);
-  buffer->len = len;
-  if (len > 0)
-    memcpy (buffer->data, data, len);
-  store_bytes (self, spec, wiped_bytes_new (buffer));
+  store_bytes (self, spec, gchat_bytes_new_wiped (data, len));
 
   text = g_base64_encode (data, len);
   store_node (self, spec, string_node_new (text));

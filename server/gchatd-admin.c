@@ -24,11 +24,15 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "gchat-json.h"
 #include "gchat-rsa-key.h"
 #include "gchatd-admin.h"
 #include "gchatd-control.h"
 #include "gchatd-password-hasher.h"
 #include "gchatd-user-store.h"
+
+/* How long gchatctl keeps asking a busy gchatd before it gives up. */
+#define BUSY_RETRY_US (10 * G_USEC_PER_SEC)
 
 /* How long gchatctl waits for gchatd to answer a request. */
 #define ANSWER_TIMEOUT_S 60
@@ -598,7 +602,9 @@ parse_answer (const char *line,
   JsonObject *object;
   const char *code, *message;
 
-  if (!json_parser_load_from_data (parser, line, -1, NULL)
+  /* The daemon's answers nest 3 levels at most ({"users":[{...}]}); the strict path keeps a
+   * hostile peer on the socket from crashing json-glib with deep nesting. */
+  if (!gchat_json_parse (parser, line, strlen (line), 4, 0, NULL, NULL)
       || (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     return set_protocol_error (error, _("it is not a JSON object"));
 
@@ -622,12 +628,10 @@ lost_connection (GchatdAdmin *self,
   return NULL;
 }
 
-/* Sends @request to the daemon and returns its answers (JsonObject), one a line, up to the
- * first without "more". Fails with GCHATD_ADMIN_ERROR_NO_DAEMON when none answers. */
 static GPtrArray *
-daemon_request (GchatdAdmin *self,
-                JsonObject  *request,
-                GError     **error)
+daemon_request_once (GchatdAdmin *self,
+                     JsonObject  *request,
+                     GError     **error)
 {
   g_autoptr (GSocketConnection) connection = NULL;
   g_autoptr (GPtrArray) answers = NULL;
@@ -665,6 +669,36 @@ daemon_request (GchatdAdmin *self,
                                                       "more", FALSE));
 
   return g_steal_pointer (&answers);
+}
+
+/* Sends @request to the daemon and returns its answers (JsonObject), one a line, up to the
+ * first without "more". Fails with GCHATD_ADMIN_ERROR_NO_DAEMON when none answers. A daemon
+ * that is busy (with other administrators, or hashing log-ins) changed nothing: ask again,
+ * waiting a little longer each time, for a few seconds. */
+static GPtrArray *
+daemon_request (GchatdAdmin *self,
+                JsonObject  *request,
+                GError     **error)
+{
+  gulong wait_us = 20 * 1000;
+
+  for (gint64 deadline = g_get_monotonic_time () + BUSY_RETRY_US;;)
+    {
+      g_autoptr (GError) local_error = NULL;
+      GPtrArray *answers = daemon_request_once (self, request, &local_error);
+
+      if (answers != NULL)
+        return answers;
+      if (!g_error_matches (local_error, GCHATD_PASSWORD_HASHER_ERROR,
+                            GCHATD_PASSWORD_HASHER_ERROR_BUSY)
+          || g_get_monotonic_time () + (gint64) wait_us > deadline)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return NULL;
+        }
+      g_usleep (wait_us);
+      wait_us = MIN (wait_us * 2, 500 * 1000);
+    }
 }
 
 static JsonObject *

@@ -69,6 +69,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "gchat-json.h"
 #include "gchatd-admin.h"
 #include "gchatd-control.h"
 
@@ -599,37 +600,6 @@ set_bad_request (GError    **error,
   return FALSE;
 }
 
-/* Whether @line, outside its strings, opens more than one object or array: requests are flat,
- * and json-glib's parser recurses once per level. */
-static gboolean
-is_nested (const char *line,
-           gsize       len)
-{
-  gboolean in_string = FALSE, escaped = FALSE;
-  guint opened = 0;
-
-  for (gsize i = 0; i < len; i++)
-    {
-      char c = line[i];
-
-      if (in_string)
-        {
-          if (escaped)
-            escaped = FALSE;
-          else if (c == '\\')
-            escaped = TRUE;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if ((c == '{' || c == '[') && ++opened > 1)
-        return TRUE;
-    }
-
-  return FALSE;
-}
-
 /* Checks that every member is a known one holding a string, and that @command has the members
  * it needs and no others. */
 static gboolean
@@ -680,8 +650,9 @@ find_command (JsonObject *object,
   return NULL;
 }
 
-/* Parses one request line into @parser and puts the request object in @object. json-glib's
- * own messages are not passed on: they quote the line, which may hold a password. */
+/* Parses one request line into @parser as strict JSON, nested one level at most (requests are
+ * flat), and puts the request object in @object. A request refused for naming a member twice
+ * still has its object put there, so that the caller wipes the password it may hold. */
 static gboolean
 parse_request (JsonParser  *parser,
                const char  *line,
@@ -689,17 +660,21 @@ parse_request (JsonParser  *parser,
                JsonObject **object,
                GError     **error)
 {
-  JsonNode *root;
+  g_autoptr (GError) json_error = NULL;
+  gboolean parsed = gchat_json_parse (parser, line, len, 1, 0, NULL, &json_error);
+  JsonNode *root = json_parser_get_root (parser);
 
-  if (!g_utf8_validate_len (line, len, NULL))
+  if (root != NULL && JSON_NODE_HOLDS_OBJECT (root))
+    *object = json_node_get_object (root);
+  if (g_error_matches (json_error, GCHAT_JSON_ERROR, GCHAT_JSON_ERROR_ENCODING))
     return set_bad_request (error, _("it is not UTF-8 text"));
-  if (is_nested (line, len) || !json_parser_load_from_data (parser, line, len, NULL))
+  if (g_error_matches (json_error, GCHAT_JSON_ERROR, GCHAT_JSON_ERROR_DUPLICATE_MEMBER))
+    return set_bad_request (error, _("it names a member twice"));
+  if (!parsed)
     return set_bad_request (error, _("it is not a flat JSON object"));
-  root = json_parser_get_root (parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+  if (*object == NULL)
     return set_bad_request (error, _("it is not a JSON object"));
 
-  *object = json_node_get_object (root);
   return TRUE;
 }
 
@@ -844,8 +819,14 @@ on_incoming (GSocketService    *service,
     return TRUE;
   if (self->clients->len >= GCHATD_CONTROL_MAX_CLIENTS)
     {
-      g_message ("Refused a control connection: %d are open already",
-                 GCHATD_CONTROL_MAX_CLIENTS);
+      /* Said, not just dropped: gchatctl asks again in a moment. The line is tiny and the
+       * socket new, so this write does not block. */
+      static const char busy[] = "{\"ok\":false,\"code\":\"busy\",\"message\":\"gchatd is "
+                                 "serving other administrators; try again\"}\n";
+      GOutputStream *output = g_io_stream_get_output_stream (G_IO_STREAM (connection));
+
+      g_output_stream_write_all (output, busy, sizeof busy - 1, NULL, NULL, NULL);
+      g_debug ("Refused a control connection: %d are open already", GCHATD_CONTROL_MAX_CLIENTS);
       return TRUE;
     }
 

@@ -46,6 +46,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "gchat-json.h"
 #include "gchatd-user-store.h"
 
 #define FORMAT_VERSION 1
@@ -55,11 +56,9 @@
 /* json-glib's parser recurses once per level, so a file of a million “[” would overflow the
  * stack; the format itself needs three levels. */
 #define MAX_DEPTH 16
-/* Values (roughly: commas and opening brackets) a file may hold, so that its parsed tree stays
- * in proportion to the accounts it can describe; a record has ten. */
+/* Values a file may hold, so that its parsed tree stays in proportion to the accounts it can
+ * describe; a record has nine. */
 #define MAX_VALUES (GCHATD_USER_STORE_MAX_USERS * 12 + 64)
-/* json-glib wraps integers past 64 bits silently; no number in the format needs 16 digits. */
-#define MAX_DIGITS 15
 /* How much of a bad name or member is quoted back in a message. */
 #define MAX_QUOTED 40
 /* Base64 lengths of the salt and the hash, padding included. */
@@ -456,233 +455,39 @@ read_all (int         fd,
   return TRUE;
 }
 
-/* Loading: what json-glib does not check ------------------------------------------------------- */
-
-/* Where a scan stopped: a 1-based line and column (in characters). */
-typedef struct {
-  guint line;
-  guint column;
-} Position;
-
-static void
-position_advance (Position *pos,
-                  guchar    c)
-{
-  if (c == '\n')
-    {
-      pos->line++;
-      pos->column = 0;
-    }
-  else if ((c & 0xc0) != 0x80)
-    pos->column++;
-}
-
-static Position
-position_at (const char *data,
-             gsize       offset)
-{
-  Position pos = { 1, 0 };
-
-  for (gsize i = 0; i < offset; i++)
-    position_advance (&pos, data[i]);
-  pos.column++;
-
-  return pos;
-}
-
-/* The scanner's state outside the loop, to keep the loop short. */
-typedef struct {
-  gboolean in_string;
-  gboolean escaped;
-  gboolean finished;
-  guint    depth;
-  guint    digits;
-  guint    values;
-} Scan;
-
-/* Looks at one byte outside a string; returns the problem, or NULL. */
-static const char *
-scan_structure (Scan *scan,
-                char  c)
-{
-  if (g_ascii_isdigit (c))
-    return ++scan->digits > MAX_DIGITS ? _("a number is too long") : NULL;
-  scan->digits = 0;
-
-  if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
-    return NULL;
-  if (scan->finished)
-    return _("there is more after the end of the data");
-
-  switch (c)
-    {
-    case '"':
-      scan->in_string = TRUE;
-      break;
-    case '[':
-    case '{':
-      if (++scan->depth > MAX_DEPTH)
-        return _("the data is nested too deeply");
-      scan->values++;
-      break;
-    case ']':
-    case '}':
-      /* An unmatched bracket is left to json-glib, which says what it expected. */
-      if (scan->depth > 0 && --scan->depth == 0)
-        scan->finished = TRUE;
-      break;
-    case ',':
-      scan->values++;
-      break;
-    default:
-      break;
-    }
-
-  return scan->values > MAX_VALUES ? _("there are too many values") : NULL;
-}
-
-/* Checks what json-glib lets through or cannot survive: invalid UTF-8 or NUL bytes, nesting
- * deeper than MAX_DEPTH (its parser recurses), too many values, integers it would wrap, and
- * data after the top-level value (it ignores that). */
-static gboolean
-prescan (const char *path,
-         const char *data,
-         gsize       len,
-         GError    **error)
-{
-  Scan scan = { 0 };
-  const char *end = NULL;
-  Position pos;
-
-  if (!g_utf8_validate_len (data, len, &end))
-    {
-      pos = position_at (data, end - data);
-      return set_corrupt_error (error, path, pos.line, pos.column,
-                                _("the text is not valid UTF-8, or holds a NUL byte"));
-    }
-
-  for (gsize i = 0; i < len; i++)
-    {
-      const char *problem = NULL;
-
-      if (!scan.in_string)
-        problem = scan_structure (&scan, data[i]);
-      else if (scan.escaped)
-        scan.escaped = FALSE;
-      else if (data[i] == '\\')
-        scan.escaped = TRUE;
-      else if (data[i] == '"')
-        scan.in_string = FALSE;
-
-      if (problem != NULL)
-        {
-          pos = position_at (data, i);
-          return set_corrupt_error (error, path, pos.line, pos.column, problem);
-        }
-    }
-
-  return TRUE;
-}
-
 /* Loading: parsing ----------------------------------------------------------------------------- */
-
-/* What the parser's signals learn while it runs: positions exist only then. */
-typedef struct {
-  GHashTable *member_counts; /* JsonObject → members parsed so far */
-  GHashTable *element_lines; /* JsonNode (an array element) → line where it ended */
-  guint       error_line;
-  guint       error_column;
-  char       *duplicate;     /* the first member given twice in one object, quoted */
-  guint       duplicate_line;
-  guint       duplicate_column;
-} ParseState;
-
-static void
-on_parser_error (JsonParser   *parser,
-                 const GError *error,
-                 ParseState   *state)
-{
-  state->error_line = json_parser_get_current_line (parser);
-  state->error_column = json_parser_get_current_pos (parser);
-}
-
-/* json-glib keeps the last of two members of the same name without a word; counting the members
- * parsed against the object's size shows the repeat. */
-static void
-on_object_member (JsonParser *parser,
-                  JsonObject *object,
-                  const char *member_name,
-                  ParseState *state)
-{
-  guint count = GPOINTER_TO_UINT (g_hash_table_lookup (state->member_counts, object)) + 1;
-
-  g_hash_table_insert (state->member_counts, object, GUINT_TO_POINTER (count));
-  if (count != json_object_get_size (object) && state->duplicate == NULL)
-    {
-      state->duplicate = quote_for_message (member_name);
-      state->duplicate_line = json_parser_get_current_line (parser);
-      state->duplicate_column = json_parser_get_current_pos (parser);
-    }
-}
 
 static void
 on_array_element (JsonParser *parser,
                   JsonArray  *array,
                   int         index,
-                  ParseState *state)
+                  GHashTable *element_lines)
 {
-  g_hash_table_insert (state->element_lines, json_array_get_element (array, index),
+  g_hash_table_insert (element_lines, json_array_get_element (array, index),
                        GUINT_TO_POINTER (json_parser_get_current_line (parser)));
 }
 
-/* json-glib starts its messages with "<data>:LINE:COLUMN: "; ours gives the position itself. */
-static const char *
-strip_json_position (const char *message)
-{
-  const char *rest = message;
-
-  if (!g_str_has_prefix (rest, "<data>:"))
-    return message;
-  rest += strlen ("<data>:");
-  for (int field = 0; field < 2; field++)
-    {
-      while (g_ascii_isdigit (*rest))
-        rest++;
-      if (*rest++ != ':')
-        return message;
-    }
-
-  return *rest == ' ' ? rest + 1 : rest;
-}
-
-/* Parses @data into @parser, with positions in every error and repeated members refused. */
+/* Parses @data into @parser as strict JSON, with the line and column of any problem, and
+ * notes in @element_lines (JsonNode → line) where each array element ended: positions exist
+ * only while the parser runs. */
 static gboolean
 parse_json (JsonParser *parser,
             const char *path,
             const char *data,
             gsize       len,
-            ParseState *state,
+            GHashTable *element_lines,
             GError    **error)
 {
   g_autoptr (GError) local_error = NULL;
+  gsize offset = 0;
+  guint line, column;
 
-  g_signal_connect (parser, "error", G_CALLBACK (on_parser_error), state);
-  g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member), state);
-  g_signal_connect (parser, "array-element", G_CALLBACK (on_array_element), state);
+  g_signal_connect (parser, "array-element", G_CALLBACK (on_array_element), element_lines);
+  if (gchat_json_parse (parser, data, len, MAX_DEPTH, MAX_VALUES, &offset, &local_error))
+    return TRUE;
 
-  if (!json_parser_load_from_data (parser, data, len, &local_error))
-    return set_corrupt_error (error, path, state->error_line, state->error_column,
-                              strip_json_position (local_error->message));
-  if (state->duplicate != NULL)
-    {
-      g_autofree char *detail = g_strdup_printf (_("the member “%s” is given twice"),
-                                                 state->duplicate);
-
-      return set_corrupt_error (error, path, state->duplicate_line, state->duplicate_column,
-                                detail);
-    }
-
-  return TRUE;
+  gchat_json_offset_to_position (data, offset, &line, &column);
+  return set_corrupt_error (error, path, line, column, local_error->message);
 }
 
 /* Loading: validating -------------------------------------------------------------------------- */
@@ -933,7 +738,7 @@ add_loaded_record (GchatdUserStore  *self,
 static gboolean
 load_records (GchatdUserStore *self,
               JsonArray       *users,
-              ParseState      *state,
+              GHashTable      *element_lines,
               GError         **error)
 {
   guint n = json_array_get_length (users);
@@ -945,7 +750,7 @@ load_records (GchatdUserStore *self,
 
       if (record == NULL || !add_loaded_record (self, record, error))
         {
-          guint line = GPOINTER_TO_UINT (g_hash_table_lookup (state->element_lines, node));
+          guint line = GPOINTER_TO_UINT (g_hash_table_lookup (element_lines, node));
 
           g_prefix_error (error,
                           _("The user database “%s” is corrupt in user record %u (ending on "
@@ -965,27 +770,26 @@ load_contents (GchatdUserStore *self,
                GError         **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  g_autoptr (GHashTable) member_counts = g_hash_table_new (NULL, NULL);
   g_autoptr (GHashTable) element_lines = g_hash_table_new (NULL, NULL);
-  ParseState state = { member_counts, element_lines };
-  g_autofree char *duplicate = NULL;
+  JsonNode *root = NULL;
   JsonArray *users = NULL;
-  gboolean parsed;
 
-  if (!prescan (self->path, data, len, error))
-    return FALSE;
-  parsed = parse_json (parser, self->path, data, len, &state, error);
-  duplicate = state.duplicate;
-  if (!parsed)
-    return FALSE;
+  /* A blank file is not JSON, but it gets the advice of parse_root() rather than a position.
+   * (read_all() ends @data with a NUL, which strspn() stops at.) */
+  if (strspn (data, " \t\n\r") < len)
+    {
+      if (!parse_json (parser, self->path, data, len, element_lines, error))
+        return FALSE;
+      root = json_parser_get_root (parser);
+    }
 
-  if (!parse_root (json_parser_get_root (parser), &users, error))
+  if (!parse_root (root, &users, error))
     {
       g_prefix_error (error, _("The user database “%s” is corrupt at the top level: "), self->path);
       return FALSE;
     }
 
-  return load_records (self, users, &state, error);
+  return load_records (self, users, element_lines, error);
 }
 
 /* A file others can read gives away every hash to try passwords against offline. Saving always

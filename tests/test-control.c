@@ -867,13 +867,15 @@ test_hostile_peers (Fixture       *fixture,
     g_main_context_iteration (NULL, TRUE);
 }
 
-/* Past GCHATD_CONTROL_MAX_CLIENTS, connections are closed at once; the others are served. */
+/* Past GCHATD_CONTROL_MAX_CLIENTS, connections are told "busy" and closed at once (gchatctl asks
+ * again); the others are served. */
 static void
 test_max_clients (Fixture       *fixture,
                   gconstpointer  user_data)
 {
   g_autoptr (GPtrArray) peers = g_ptr_array_new_with_free_func ((GDestroyNotify) peer_free);
   g_autoptr (JsonObject) answer = NULL;
+  g_autofree char *busy = NULL;
   g_autofree char *nothing = NULL;
   Peer *extra;
 
@@ -884,6 +886,9 @@ test_max_clients (Fixture       *fixture,
 
   extra = peer_new (fixture->paths->control_socket);
   g_ptr_array_add (peers, extra);
+  busy = peer_read_line (extra);
+  g_assert_nonnull (busy);
+  g_assert_nonnull (strstr (busy, "\"code\":\"busy\""));
   nothing = peer_read_line (extra);
   g_assert_null (nothing);
   g_assert_cmpuint (gchatd_control_get_n_clients (fixture->control), ==,

@@ -177,6 +177,55 @@ test_memzero (void)
   gchat_memzero (NULL, 0);
 }
 
+/* A wiped buffer becomes a GBytes without a copy, of the length in use; the wipe itself is
+ * gchat_memzero()'s, and ASan or valgrind see that every path frees the whole allocation. */
+static void
+test_wiped_buffer (void)
+{
+  static const guint8 secret[] = "correct horse battery staple";
+  guint8 *data = gchat_wiped_buffer_new (64);
+  g_autoptr(GBytes) bytes = NULL;
+  g_autoptr(GBytes) copy = NULL;
+  g_autoptr(GBytes) empty = NULL;
+  gsize len = 0;
+
+  memcpy (data, secret, sizeof secret);
+  bytes = gchat_wiped_buffer_to_bytes (data, sizeof secret);
+  g_assert_true (g_bytes_get_data (bytes, &len) == data);
+  g_assert_cmpuint (len, ==, sizeof secret);
+
+  copy = gchat_bytes_new_wiped (secret, sizeof secret);
+  g_assert_true (g_bytes_get_data (copy, NULL) != (gconstpointer) secret);
+  g_assert_true (g_bytes_equal (copy, bytes));
+
+  empty = gchat_wiped_buffer_to_bytes (gchat_wiped_buffer_new (0), 0);
+  g_assert_cmpuint (g_bytes_get_size (empty), ==, 0);
+  g_clear_pointer (&empty, g_bytes_unref);
+  empty = gchat_bytes_new_wiped (NULL, 0);
+  g_assert_cmpuint (g_bytes_get_size (empty), ==, 0);
+
+  /* Dropped without ever becoming bytes, as on a failed decryption. */
+  gchat_wiped_buffer_free (gchat_wiped_buffer_new (16));
+  gchat_wiped_buffer_free (NULL);
+}
+
+/* Claiming more bytes in use than the buffer has is a programming error. */
+static void
+test_wiped_buffer_overlong (void)
+{
+  if (g_test_subprocess ())
+    {
+      guint8 *data = gchat_wiped_buffer_new (8);
+
+      g_assert_null (gchat_wiped_buffer_to_bytes (data, 9));
+      gchat_wiped_buffer_free (data);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
+  g_test_trap_assert_stderr ("*len <= wiped_buffer_from_data (data)->size*");
+}
+
 static void
 test_constant_time_equal (void)
 {
@@ -966,6 +1015,8 @@ main (int argc,
   g_test_add_func ("/crypto/init/unlocked", test_init_unlocked);
   g_test_add_func ("/crypto/random", test_random);
   g_test_add_func ("/crypto/memzero", test_memzero);
+  g_test_add_func ("/crypto/wiped-buffer", test_wiped_buffer);
+  g_test_add_func ("/crypto/wiped-buffer/overlong", test_wiped_buffer_overlong);
   g_test_add_func ("/crypto/constant-time-equal", test_constant_time_equal);
   g_test_add_func ("/crypto/sha256/abc", test_sha256_abc);
   g_test_add_func ("/crypto/sha256/parts", test_sha256_parts);

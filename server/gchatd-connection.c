@@ -16,6 +16,8 @@
 /* Read at most this much per wake-up, into a buffer on the stack: an idle connection holds no
  * read buffer of its own. */
 #define READ_CHUNK 16384
+/* What a connection may hold, unprocessed, while its handshake, sign or auth runs. */
+#define MAX_HELD_INPUT (2 * GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD)
 
 struct _GchatdConnection
 {
@@ -866,7 +868,7 @@ handshake_step_done_cb (GObject      *source,
   connection_resume (self);
 }
 
-/* The RSA unwrap takes milliseconds: it runs on a worker thread, and the connection reads
+/* The RSA unwrap takes milliseconds: it runs on a worker thread, and the connection processes
  * nothing more until it is done. */
 static void
 handle_client_key (GchatdConnection *self,
@@ -955,8 +957,10 @@ connection_readable_cb (GObject  *stream,
     }
   self->last_activity = g_get_monotonic_time ();
   connection_feed (self, buffer, n);
-  /* While a request runs, the socket is not read: a client cannot pile frames up in memory. */
-  if (self->paused)
+  /* While a request runs, its followers wait in the decoder. The socket is still read, so that
+   * a client that hangs up is noticed and its queued hash dropped, but only up to a bound: a
+   * client cannot pile frames up in memory. */
+  if (self->paused && gchat_frame_decoder_get_buffered (self->decoder) > MAX_HELD_INPUT)
     connection_stop_reading (self);
   return G_SOURCE_CONTINUE;
 }

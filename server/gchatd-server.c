@@ -222,6 +222,33 @@ acquire_store_lock (const char  *store,
     }
 }
 
+/* A save cut short by a crash leaves "<store>.XXXXXX" behind (g_mkstemp's pattern), a stale
+ * copy of every password hash. Holding the store lock, gchatd knows nobody is saving now. */
+static void
+remove_stale_temporaries (const char *store)
+{
+  g_autofree char *folder = g_path_get_dirname (store);
+  g_autofree char *base = g_path_get_basename (store);
+  g_autoptr(GDir) dir = g_dir_open (folder, 0, NULL);
+  gsize base_len = strlen (base);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      gboolean temporary = strlen (name) == base_len + 7 && strncmp (name, base, base_len) == 0
+                           && name[base_len] == '.';
+
+      for (gsize i = base_len + 1; temporary && name[i] != '\0'; i++)
+        temporary = g_ascii_isalnum (name[i]);
+      if (!temporary)
+        continue;
+      path = g_build_filename (folder, name, NULL);
+      if (g_unlink (path) == 0)
+        g_message ("Removed %s, left by a save that was interrupted", path);
+    }
+}
+
 static gboolean
 open_state (GchatdServer  *self,
             GError       **error)
@@ -242,6 +269,7 @@ open_state (GchatdServer  *self,
   self->lock = acquire_store_lock (self->paths->store, error);
   if (self->lock == NULL)
     return FALSE;
+  remove_stale_temporaries (self->paths->store);
   self->key = load_or_create_key (self->paths, &local_error);
   if (self->key == NULL)
     {

@@ -21,6 +21,8 @@
 
 /* Cheap parameters for everything but the one test at the real cost. */
 static const GchatArgon2Params small_params = { 1024, 1, 1 };
+/* Slow enough (tens of milliseconds) that what is queued behind it is still waiting. */
+static const GchatArgon2Params slow_params = { GCHAT_ARGON2_DEFAULT_MEMORY_KIB * 4, 2, 1 };
 
 #define PASSWORD       "correct horse battery staple"
 #define OTHER_PASSWORD "correct horse battery stapler"
@@ -372,7 +374,8 @@ test_cancel (void)
   Result first = { 0 }, waiting = { 0 }, last = { 0 }, early = { 0 };
   GchatdPasswordHasherStats stats;
 
-  gchatd_password_hasher_hash_async (hasher, &small_params, PASSWORD, strlen (PASSWORD), NULL,
+  /* The first keeps the only worker busy while the second is cancelled in the queue. */
+  gchatd_password_hasher_hash_async (hasher, &slow_params, PASSWORD, strlen (PASSWORD), NULL,
                                      hash_cb, &first);
   gchatd_password_hasher_hash_async (hasher, &small_params, PASSWORD, strlen (PASSWORD),
                                      cancel_waiting, hash_cb, &waiting);

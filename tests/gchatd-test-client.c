@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* What every gchatd test shares: a blocking test client, an in-process server, the daemon. */
+
+#include "config.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#include <glib/gstdio.h>
+
+#include "gchatd-test-client.h"
+
+static GchatRsaKey *server_key;
+
+GchatRsaKey *
+test_server_key_get (void)
+{
+  if (server_key == NULL)
+    {
+      g_autoptr(GError) error = NULL;
+
+      server_key = gchat_rsa_key_generate (2048, &error);
+      g_assert_no_error (error);
+    }
+  return server_key;
+}
+
+void
+test_server_key_set (GchatRsaKey *key)
+{
+  g_set_object (&server_key, key);
+}
+
+/* The in-process server */
+
+static char *
+fixture_config_text (const char *extra)
+{
+  /* A tiny Argon2id cost, unless the test sets its own: most tests are about the protocol,
+   * not the hash. */
+  const char *cost = extra != NULL && strstr (extra, "argon2_memory_kib") != NULL
+                       ? ""
+                       : "argon2_memory_kib: 64\nargon2_iterations: 1\n";
+
+  return g_strdup_printf ("server_address: 127.0.0.1\n"
+                          "server_certificate: server-public.pem\n"
+                          "server_privateKey: server-private.pem\n"
+                          "data_base: users.json\n"
+                          "%s%s\n", cost, extra != NULL ? extra : "");
+}
+
+void
+test_fixture_setup (TestFixture   *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GchatConfig) config = NULL;
+  g_autofree char *private_path = NULL;
+  g_autofree char *public_path = NULL;
+  g_autofree char *text = fixture_config_text (data);
+
+  f->dir = g_dir_make_tmp ("gchatd-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  private_path = g_build_filename (f->dir, "server-private.pem", NULL);
+  public_path = g_build_filename (f->dir, "server-public.pem", NULL);
+  g_assert_true (gchat_rsa_key_save_private (test_server_key_get (), private_path, &error));
+  g_assert_true (gchat_rsa_key_save_public (test_server_key_get (), public_path, &error));
+  config = gchat_config_new_from_data (text, strlen (text), "test", f->dir, &error);
+  g_assert_no_error (error);
+  f->server = gchatd_server_new (config, &error);
+  g_assert_no_error (error);
+  gchatd_server_set_port (f->server, 0);
+  /* A YAML comment sets what the config cannot: an idle deadline shorter than its 10 s floor. */
+  if (data != NULL && strstr (data, "# idle-ms ") != NULL)
+    gchatd_server_set_idle_timeout (f->server,
+                                    (guint) g_ascii_strtoull (strstr (data, "# idle-ms ") + 10,
+                                                              NULL, 10));
+  g_assert_true (gchatd_server_start (f->server, &error));
+  g_assert_no_error (error);
+  f->port = gchatd_server_get_port (f->server);
+  g_assert_cmpuint (f->port, >, 0);
+}
+
+static gboolean
+no_connections (gpointer data)
+{
+  return gchatd_server_get_n_connections (data) == 0;
+}
+
+void
+test_fixture_teardown (TestFixture   *f,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  gchatd_server_stop (f->server);
+  test_iterate_until (no_connections, f->server);
+  g_assert_true (gchatd_user_store_flush_sync (gchatd_server_get_store (f->server), 5000, &error));
+  g_clear_object (&f->server);
+  /* Let the last callbacks of the worker threads run. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  test_remove_dir (f->dir);
+  g_free (f->dir);
+}
+
+/* The client */
+
+TestClient *
+test_client_connect_with_buffer (guint16 port,
+                                 int     receive_buffer)
+{
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, port);
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GError) error = NULL;
+  TestClient *c = g_new0 (TestClient, 1);
+
+  socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                         &error);
+  g_assert_no_error (error);
+  /* Before connecting, so that the window the client announces is small from the start. */
+  if (receive_buffer > 0)
+    g_assert_true (g_socket_set_option (socket, SOL_SOCKET, SO_RCVBUF, receive_buffer, &error));
+  /* The kernel completes the connection from the listen backlog: no loop is needed here. */
+  g_assert_true (g_socket_connect (socket, address, NULL, &error));
+  g_assert_no_error (error);
+  c->connection = g_socket_connection_factory_create_connection (socket);
+  c->socket = g_socket_connection_get_socket (c->connection);
+  g_socket_set_blocking (c->socket, FALSE);
+  c->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_PAYLOAD);
+  c->handshake = gchat_handshake_new_client (test_server_key_get ());
+  return c;
+}
+
+TestClient *
+test_client_connect (guint16 port)
+{
+  return test_client_connect_with_buffer (port, 0);
+}
+
+void
+test_client_free (TestClient *c)
+{
+  g_clear_object (&c->connection);
+  g_clear_pointer (&c->handshake, gchat_handshake_free);
+  g_clear_pointer (&c->channel, gchat_channel_free);
+  g_clear_pointer (&c->decoder, gchat_frame_decoder_free);
+  g_clear_pointer (&c->client_key_frame, g_bytes_unref);
+  g_clear_pointer (&c->last_frame, g_bytes_unref);
+  g_free (c);
+}
+
+void
+test_client_send_raw (TestClient   *c,
+                      const guint8 *data,
+                      gsize         len)
+{
+  gint64 deadline = g_get_monotonic_time () + TEST_WAIT_TIMEOUT_US;
+
+  while (len > 0)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n = g_socket_send (c->socket, (const char *) data, len, NULL, &error);
+
+      if (n < 0 && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return; /* the server closed: the test reads that next */
+      if (n > 0)
+        {
+          data += n;
+          len -= n;
+        }
+      else if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out sending");
+      else
+        g_main_context_iteration (NULL, FALSE);
+    }
+}
+
+/* Returns how many bytes were read. */
+static gsize
+read_available (TestClient *c)
+{
+  gsize total = 0;
+
+  while (!c->closed)
+    {
+      g_autoptr(GError) error = NULL;
+      char buffer[4096];
+      gssize n = g_socket_receive (c->socket, buffer, sizeof buffer, NULL, &error);
+
+      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        break;
+      if (n <= 0)
+        c->closed = TRUE; /* the end of the stream, or a reset */
+      else
+        {
+          g_assert_true (gchat_frame_decoder_push (c->decoder, (guint8 *) buffer, n, NULL));
+          total += n;
+        }
+    }
+  return total;
+}
+
+void
+test_client_read_available (TestClient *c)
+{
+  read_available (c);
+}
+
+GBytes *
+test_client_recv_frame (TestClient *c)
+{
+  gint64 deadline = g_get_monotonic_time () + TEST_WAIT_TIMEOUT_US;
+  GBytes *payload;
+
+  while ((payload = gchat_frame_decoder_pop (c->decoder)) == NULL && !c->closed)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out waiting for a frame");
+      g_main_context_iteration (NULL, FALSE);
+      if (read_available (c) == 0 && !c->closed)
+        g_socket_condition_timed_wait (c->socket, G_IO_IN, 1000, NULL, NULL);
+    }
+  return payload;
+}
+
+static GBytes *
+frame_of (GBytes *payload)
+{
+  return gchat_frame_encode (g_bytes_get_data (payload, NULL), g_bytes_get_size (payload), NULL);
+}
+
+void
+test_client_handshake (TestClient *c)
+{
+  g_autoptr(GBytes) hello = test_client_recv_frame (c);
+  g_autoptr(GBytes) client_key = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (hello);
+  g_assert_true (gchat_handshake_step (c->handshake, hello, &client_key, &error));
+  g_assert_no_error (error);
+  c->client_key_frame = frame_of (client_key);
+  test_client_send_raw (c, g_bytes_get_data (c->client_key_frame, NULL),
+                        g_bytes_get_size (c->client_key_frame));
+  c->channel = gchat_handshake_steal_channel (c->handshake);
+}
+
+void
+test_client_send (TestClient   *c,
+                  GchatMessage *message)
+{
+  g_autoptr(GBytes) json = gchat_message_encode (message, NULL);
+
+  g_assert_nonnull (json);
+  g_clear_pointer (&c->last_frame, g_bytes_unref);
+  c->last_frame = gchat_channel_seal (c->channel, g_bytes_get_data (json, NULL),
+                                      g_bytes_get_size (json), NULL);
+  test_client_send_raw (c, g_bytes_get_data (c->last_frame, NULL),
+                        g_bytes_get_size (c->last_frame));
+}
+
+static GchatMessage *
+open_message (TestClient *c,
+              GBytes     *payload)
+{
+  g_autoptr(GBytes) plain = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatMessage *message;
+
+  plain = gchat_channel_open (c->channel, payload, &error);
+  g_assert_no_error (error);
+  message = gchat_message_decode (g_bytes_get_data (plain, NULL), g_bytes_get_size (plain),
+                                  &error);
+  g_assert_no_error (error);
+  return message;
+}
+
+GchatMessage *
+test_client_pop_message (TestClient *c)
+{
+  g_autoptr(GBytes) payload = gchat_frame_decoder_pop (c->decoder);
+
+  return payload != NULL ? open_message (c, payload) : NULL;
+}
+
+GchatMessage *
+test_client_recv (TestClient *c)
+{
+  g_autoptr(GBytes) payload = test_client_recv_frame (c);
+
+  return payload != NULL ? open_message (c, payload) : NULL;
+}
+
+GchatMessage *
+test_client_expect (TestClient       *c,
+                    GchatMessageType  type)
+{
+  for (;;)
+    {
+      g_autoptr(GchatMessage) message = test_client_recv (c);
+      GchatMessageType got;
+
+      if (message == NULL)
+        g_error ("The server closed while a “%s” was expected", gchat_message_type_to_string (type));
+      got = gchat_message_get_message_type (message);
+      if (got == type)
+        return g_steal_pointer (&message);
+      if (got != GCHAT_MESSAGE_PRESENCE && got != GCHAT_MESSAGE_USERS)
+        g_error ("Got “%s” while a “%s” was expected", gchat_message_type_to_string (got),
+                 gchat_message_type_to_string (type));
+    }
+}
+
+void
+test_client_wait_closed (TestClient *c,
+                         gboolean    silently)
+{
+  while (!c->closed)
+    {
+      g_autoptr(GBytes) payload = test_client_recv_frame (c);
+
+      if (silently)
+        g_assert_null (payload);
+    }
+}
+
+void
+test_client_expect_closed (TestClient *c)
+{
+  test_client_wait_closed (c, FALSE);
+}
+
+GchatMessage *
+test_client_request (TestClient *c,
+                     const char *type,
+                     const char *user,
+                     const char *password)
+{
+  GchatMessageType message_type;
+  g_autoptr(GchatMessage) request = NULL;
+
+  g_assert_true (gchat_message_type_from_string (type, &message_type));
+  request = gchat_message_new (message_type);
+  gchat_message_set_string (request, "user", user);
+  if (password != NULL)
+    gchat_message_set_string (request, "password", password);
+  gchat_message_set_int (request, "id", 42);
+  test_client_send (c, request);
+  return test_client_expect (c, message_type == GCHAT_MESSAGE_TALK ? GCHAT_MESSAGE_PAIR_KEY
+                                                                    : GCHAT_MESSAGE_RESULT);
+}
+
+void
+test_assert_result (GchatMessage *result,
+                    const char   *code)
+{
+  g_assert_cmpint (gchat_message_get_message_type (result), ==, GCHAT_MESSAGE_RESULT);
+  g_assert_cmpstr (gchat_message_get_string (result, "code"), ==, code);
+  g_assert_true (gchat_message_get_bool (result, "ok") == (code == NULL));
+  g_assert_cmpint (gchat_message_get_int (result, "id"), ==, 42);
+}
+
+TestClient *
+test_client_log_in (guint16     port,
+                    const char *type,
+                    const char *user,
+                    const char *password)
+{
+  TestClient *c = test_client_connect (port);
+  g_autoptr(GchatMessage) result = NULL;
+  g_autoptr(GchatMessage) users = NULL;
+
+  test_client_handshake (c);
+  result = test_client_request (c, type, user, password);
+  test_assert_result (result, NULL);
+  users = test_client_expect (c, GCHAT_MESSAGE_USERS);
+  return c;
+}
+
+gboolean
+test_message_has_name (GchatMessage *message,
+                       const char   *field,
+                       const char   *name)
+{
+  g_auto(GStrv) names = gchat_message_dup_strv (message, field);
+
+  return names != NULL && g_strv_contains ((const char * const *) names, name);
+}
+
+/* Batches may also hold earlier changes, such as the client's own log-in. */
+void
+test_client_expect_presence (TestClient *c,
+                             const char *field,
+                             const char *name)
+{
+  for (;;)
+    {
+      g_autoptr(GchatMessage) presence = test_client_expect (c, GCHAT_MESSAGE_PRESENCE);
+
+      if (test_message_has_name (presence, field, name))
+        return;
+    }
+}
+
+void
+test_client_ping (TestClient *c)
+{
+  static gint64 next_id = 1000;
+  g_autoptr(GchatMessage) ping = gchat_message_new (GCHAT_MESSAGE_PING);
+  g_autoptr(GchatMessage) pong = NULL;
+  gint64 id = next_id++;
+
+  gchat_message_set_int (ping, "id", id);
+  test_client_send (c, ping);
+  pong = test_client_expect (c, GCHAT_MESSAGE_PONG);
+  g_assert_cmpint (gchat_message_get_int (pong, "id"), ==, id);
+}
+
+/* Helpers */
+
+void
+test_iterate_until (gboolean (*done) (gpointer),
+                    gpointer  data)
+{
+  gint64 deadline = g_get_monotonic_time () + TEST_WAIT_TIMEOUT_US;
+
+  while (!done (data))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("Timed out waiting");
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+}
+
+void
+test_remove_dir (const char *path)
+{
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *child = g_build_filename (path, name, NULL);
+
+      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
+        test_remove_dir (child);
+      else
+        g_assert_no_errno (g_remove (child));
+    }
+  g_assert_no_errno (g_rmdir (path));
+}
+
+guint16
+test_find_free_port (void)
+{
+  g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+
+  g_assert_true (g_socket_bind (socket, any, TRUE, NULL));
+  bound = g_socket_get_local_address (socket, NULL);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+gboolean
+test_port_in_use (guint16 port)
+{
+  g_autoptr(GSocketClient) socket_client = g_socket_client_new ();
+  g_autoptr(GSocketConnection) connection =
+    g_socket_client_connect_to_host (socket_client, "127.0.0.1", port, NULL, NULL);
+
+  return connection != NULL;
+}
+
+#ifdef __linux__
+static void
+die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+#endif
+
+GSubprocessLauncher *
+test_launcher_new (GSubprocessFlags flags)
+{
+  GSubprocessLauncher *launcher = g_subprocess_launcher_new (flags);
+
+#ifdef __linux__
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+#endif
+  return launcher;
+}
+
+/* @argv0, then the arguments in @args up to NULL. */
+static GPtrArray *
+collect_argv (const char *argv0,
+              va_list     args)
+{
+  GPtrArray *argv = g_ptr_array_new ();
+  const char *arg;
+
+  g_ptr_array_add (argv, (gpointer) argv0);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) arg);
+  g_ptr_array_add (argv, NULL);
+  return argv;
+}
+
+GSubprocess *
+test_spawn_gchatd (GSubprocessFlags   flags,
+                   GError           **error,
+                   ...)
+{
+  g_autoptr(GSubprocessLauncher) launcher = test_launcher_new (flags);
+  g_autoptr(GPtrArray) argv = NULL;
+  va_list args;
+
+  va_start (args, error);
+  argv = collect_argv (g_getenv ("GCHATD"), args);
+  va_end (args);
+  return g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
+}
+
+int
+test_run_gchatctl (const char  *password,
+                   char       **err,
+                   ...)
+{
+  g_autoptr(GPtrArray) argv = NULL;
+  g_autoptr(GSubprocess) process = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *input = password ? g_strconcat (password, "\n", NULL) : NULL;
+  va_list args;
+
+  va_start (args, err);
+  argv = collect_argv (g_getenv ("GCHATCTL"), args);
+  va_end (args);
+  process = g_subprocess_newv ((const char * const *) argv->pdata,
+                               G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                               G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (process, input, NULL, NULL, err, &error));
+  g_assert_no_error (error);
+  return g_subprocess_get_exit_status (process);
+}

@@ -59,6 +59,7 @@ struct _GchatdServer
   GHashTable           *sessions;    /* case-folded user name → GchatdConnection */
   GHashTable           *presence;    /* stored user name → online (gboolean), the next batch */
   guint                 presence_id;
+  guint                 presence_batch_ms;
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
   guint                 sweep_id;
@@ -152,6 +153,7 @@ gchatd_server_init (GchatdServer *self)
   self->port_override = -1;
   self->login_timeout_ms = GCHATD_SERVER_LOGIN_TIMEOUT_MS;
   self->idle_timeout_ms = GCHATD_SERVER_IDLE_TIMEOUT_S * 1000;
+  self->presence_batch_ms = GCHATD_SERVER_PRESENCE_BATCH_MS;
   self->next_key_id = 1;
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -444,6 +446,14 @@ user_deleted_cb (GchatdServer *self,
     gchatd_connection_close (connection, "account-deleted", "account deleted");
 }
 
+void
+gchatd_server_set_presence_batch (GchatdServer *self,
+                                  guint         batch_ms)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  self->presence_batch_ms = batch_ms;
+}
+
 gboolean
 gchatd_server_get_allow_sign_up (GchatdServer *self)
 {
@@ -730,7 +740,7 @@ presence_record (GchatdServer *self,
 {
   g_hash_table_insert (self->presence, g_strdup (user), GINT_TO_POINTER (online));
   if (self->presence_id == 0)
-    self->presence_id = g_timeout_add (GCHATD_SERVER_PRESENCE_BATCH_MS, presence_flush_cb, self);
+    self->presence_id = g_timeout_add (self->presence_batch_ms, presence_flush_cb, self);
 }
 
 void

@@ -50,6 +50,9 @@ void                  gchatd_server_set_port      (GchatdServer      *self,
                                                    guint16            port);
 void                  gchatd_server_set_login_timeout (GchatdServer  *self,
                                                    guint              timeout_ms);
+/* Overrides how long presence changes are collected before they go out (for tests). */
+void                  gchatd_server_set_presence_batch (GchatdServer *self,
+                                                   guint              batch_ms);
 /* `allow_sign_up` of the config: whether `sign` may create accounts. */
 gboolean              gchatd_server_get_allow_sign_up (GchatdServer  *self);
 /* Overrides the idle deadline of logged-in connections (for tests); 0 turns it off. */

@@ -79,6 +79,10 @@ test_fixture_setup (TestFixture   *f,
     gchatd_server_set_idle_timeout (f->server,
                                     (guint) g_ascii_strtoull (strstr (data, "# idle-ms ") + 10,
                                                               NULL, 10));
+  if (data != NULL && strstr (data, "# presence-ms ") != NULL)
+    gchatd_server_set_presence_batch (f->server,
+                                      (guint) g_ascii_strtoull (strstr (data, "# presence-ms ")
+                                                                + 14, NULL, 10));
   g_assert_true (gchatd_server_start (f->server, &error));
   g_assert_no_error (error);
   f->port = gchatd_server_get_port (f->server);

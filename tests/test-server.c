@@ -163,6 +163,37 @@ test_presence (TestFixture   *f,
   g_assert_cmpuint (gchatd_server_get_n_sessions (f->server), ==, 1);
 }
 
+/* A mass join costs each client a few presence frames, not one per joining user. */
+static void
+test_presence_batched (TestFixture   *f,
+                       gconstpointer  data)
+{
+  g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
+  g_autoptr(GPtrArray) others = g_ptr_array_new_with_free_func ((GDestroyNotify) test_client_free);
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  const guint n = 20;
+  guint frames = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("user%02u", i);
+
+      g_ptr_array_add (others, test_client_log_in (f->port, "sign", name, TEST_PASSWORD));
+    }
+  while (g_hash_table_size (seen) < n)
+    {
+      g_autoptr(GchatMessage) presence = test_client_expect (alice, GCHAT_MESSAGE_PRESENCE);
+      g_auto(GStrv) joined = gchat_message_dup_strv (presence, "joined");
+
+      frames++;
+      for (guint i = 0; joined != NULL && joined[i] != NULL; i++)
+        if (!g_str_equal (joined[i], "alice"))
+          g_hash_table_add (seen, g_strdup (joined[i]));
+    }
+  g_test_message ("%u joins reached alice in %u presence frames", n, frames);
+  g_assert_cmpuint (frames, <=, 2);
+}
+
 static void
 assert_same_key (GchatMessage *a,
                  GchatMessage *b)
@@ -723,6 +754,7 @@ main (int   argc,
   ADD ("/server/throttle", test_throttle, NULL);
   ADD ("/server/replay", test_replay, NULL);
   ADD ("/server/presence", test_presence, NULL);
+  ADD ("/server/presence-batched", test_presence_batched, "# presence-ms 2000");
   ADD ("/server/talk", test_talk, NULL);
   ADD ("/server/endpoints", test_endpoints, NULL);
   ADD ("/server/talk-both-ways", test_talk_both_ways, NULL);

@@ -29,6 +29,7 @@
 #include <glib/gstdio.h>
 #include <gio/gio.h>
 
+#include "gchat-test-util.h"
 #include "gchat-channel.h"
 #include "gchat-crypto.h"
 #include "gchat-frame.h"
@@ -2402,24 +2403,6 @@ bench_prepare (Bench *b)
 }
 
 static void
-remove_tree (const char *path)
-{
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        remove_tree (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
-static void
 bench_cleanup (Bench *b)
 {
   if (b->local != NULL)
@@ -2429,7 +2412,7 @@ bench_cleanup (Bench *b)
   g_cancellable_cancel (b->cancellable);
   bench_free_workers (b);
   if (b->dir != NULL)
-    remove_tree (b->dir);
+    gchat_test_remove_tree (b->dir);
   g_clear_pointer (&b->dir, g_free);
   g_clear_pointer (&b->public_path, g_free);
   g_clear_object (&b->gchatd);

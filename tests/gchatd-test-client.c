@@ -12,6 +12,7 @@
 
 #include <glib/gstdio.h>
 
+#include "gchat-test-util.h"
 #include "gchatd-test-client.h"
 
 static GchatRsaKey *server_key;
@@ -63,8 +64,7 @@ test_fixture_setup (TestFixture   *f,
   g_autofree char *public_path = NULL;
   g_autofree char *text = fixture_config_text (data);
 
-  f->dir = g_dir_make_tmp ("gchatd-test-XXXXXX", &error);
-  g_assert_no_error (error);
+  f->dir = gchat_test_make_dir ("gchatd-test");
   private_path = g_build_filename (f->dir, "server-private.pem", NULL);
   public_path = g_build_filename (f->dir, "server-public.pem", NULL);
   g_assert_true (gchat_rsa_key_save_private (test_server_key_get (), private_path, &error));
@@ -446,19 +446,7 @@ test_iterate_until (gboolean (*done) (gpointer),
 void
 test_remove_dir (const char *path)
 {
-  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-
-      if (g_file_test (child, G_FILE_TEST_IS_DIR) && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-        test_remove_dir (child);
-      else
-        g_assert_no_errno (g_remove (child));
-    }
-  g_assert_no_errno (g_rmdir (path));
+  g_assert_true (gchat_test_remove_tree (path));
 }
 
 guint16

@@ -7,6 +7,8 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
+#include "gchat-test-util.h"
+
 /* A white-box test: it walks the library's own key table, so every key added there is covered
  * (and documented in the example) without touching this file. */
 #include "gchat-config.c"
@@ -17,33 +19,12 @@ typedef struct {
 } Fixture;
 
 static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-      const char *name = NULL;
-
-      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-
-          remove_tree (child);
-        }
-      g_assert_no_errno (g_rmdir (path));
-    }
-  else
-    g_assert_no_errno (g_unlink (path));
-}
-
-static void
 fixture_set_up (Fixture       *fixture,
                 gconstpointer  user_data)
 {
   g_autoptr (GError) error = NULL;
 
-  fixture->dir = g_dir_make_tmp ("test-config-XXXXXX", &error);
-  g_assert_no_error (error);
+  fixture->dir = gchat_test_make_dir ("test-config");
   fixture->saved_cwd = g_get_current_dir ();
 }
 
@@ -52,7 +33,7 @@ fixture_tear_down (Fixture       *fixture,
                    gconstpointer  user_data)
 {
   g_assert_no_errno (g_chdir (fixture->saved_cwd));
-  remove_tree (fixture->dir);
+  g_assert_true (gchat_test_remove_tree (fixture->dir));
   g_free (fixture->dir);
   g_free (fixture->saved_cwd);
 }

@@ -17,6 +17,8 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+
+#include "gchat-test-util.h"
 #include <json-glib/json-glib.h>
 
 #include "gchat-config.h"
@@ -48,26 +50,6 @@ typedef struct {
 } Fixture;
 
 static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-      const char *name = NULL;
-
-      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-
-          remove_tree (child);
-        }
-      g_assert_no_errno (g_rmdir (path));
-    }
-  else
-    g_assert_no_errno (g_unlink (path));
-}
-
-static void
 on_user_deleted (GchatdControl *control,
                  const char    *name,
                  Fixture       *fixture)
@@ -91,8 +73,7 @@ fixture_set_up (Fixture       *fixture,
   g_autoptr (GError) error = NULL;
   g_autofree char *public_path = NULL;
 
-  fixture->dir = g_dir_make_tmp ("test-control-XXXXXX", &error);
-  g_assert_no_error (error);
+  fixture->dir = gchat_test_make_dir ("test-control");
   fixture->config_path = g_build_filename (fixture->dir, "config.yaml", NULL);
   g_file_set_contents (fixture->config_path, CONFIG_TEXT, -1, &error);
   g_assert_no_error (error);
@@ -130,7 +111,7 @@ fixture_tear_down (Fixture       *fixture,
   g_clear_object (&fixture->config);
   g_ptr_array_unref (fixture->deleted);
   g_free (fixture->fingerprint);
-  remove_tree (fixture->dir);
+  g_assert_true (gchat_test_remove_tree (fixture->dir));
   g_free (fixture->dir);
   g_free (fixture->config_path);
 }
@@ -1166,8 +1147,7 @@ main (int argc, char **argv)
 
   /* Everything gchatctl and the paths look at is in a folder of the test's own, set before
    * GLib reads (and caches) it. */
-  base = g_dir_make_tmp ("test-control-env-XXXXXX", &error);
-  g_assert_no_error (error);
+  base = gchat_test_make_dir ("test-control-env");
   runtime = g_build_filename (base, "run", NULL);
   data = g_build_filename (base, "data", NULL);
   config = g_build_filename (base, "config", NULL);
@@ -1201,7 +1181,7 @@ main (int argc, char **argv)
   status = g_test_run ();
 
   g_clear_object (&server_key);
-  remove_tree (base);
+  g_assert_true (gchat_test_remove_tree (base));
   gchat_crypto_shutdown ();
   return status;
 }

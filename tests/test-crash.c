@@ -8,6 +8,7 @@
 
 #include <glib/gstdio.h>
 
+#include "gchat-test-util.h"
 #include "gchatd-test-client.h"
 
 /* Connections that sign up at once in each round. The password hasher takes 64 waiting
@@ -146,8 +147,7 @@ crash_setup (Crash *c)
   g_autofree char *key_path = NULL;
   g_autofree char *config = NULL;
 
-  c->dir = g_dir_make_tmp ("gchatd-crash-XXXXXX", &error);
-  g_assert_no_error (error);
+  c->dir = gchat_test_make_dir ("gchatd-crash");
   c->config_path = g_build_filename (c->dir, "config.yaml", NULL);
   c->store_path = g_build_filename (c->dir, "users.json", NULL);
   c->log_path = g_build_filename (c->dir, "gchatd.log", NULL);

@@ -2,6 +2,7 @@
 /* Tests for GchatRsaKey: generation, key files and their modes, OpenSSL interoperability,
  * RSA-OAEP wrapping, and refusal of hostile key files and DER. */
 
+#include "gchat-test-util.h"
 #include "gchat-rsa-key.h"
 
 #include <string.h>
@@ -102,8 +103,7 @@ fixture_setup (Fixture *fixture, gconstpointer user_data)
 {
   g_autoptr(GError) error = NULL;
 
-  fixture->dir = g_dir_make_tmp ("test-rsa-key-XXXXXX", &error);
-  g_assert_no_error (error);
+  fixture->dir = gchat_test_make_dir ("test-rsa-key");
 }
 
 static void

@@ -9,6 +9,7 @@
 #include <glib/gstdio.h>
 #include <gio/gio.h>
 
+#include "gchat-test-util.h"
 #include "gchat-datagram.h"
 #include "gchatd-test-client.h"
 
@@ -699,8 +700,7 @@ test_no_config (void)
       g_test_skip ("port 10000 is taken on this machine");
       return;
     }
-  home = g_dir_make_tmp ("gchatd-home-XXXXXX", &error);
-  g_assert_no_error (error);
+  home = gchat_test_make_dir ("gchatd-home");
   public_path = g_build_filename (home, "data", "gchatd", "server-public.pem", NULL);
   launcher = test_launcher_new (G_SUBPROCESS_FLAGS_NONE);
   for (guint i = 0; i < G_N_ELEMENTS (env); i++)

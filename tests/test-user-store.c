@@ -10,6 +10,8 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
+#include "gchat-test-util.h"
+
 #include "gchatd-user-store.h"
 
 /* A valid record by hand, as an administrator or an older gchatd could have written it. */
@@ -28,33 +30,12 @@ typedef struct {
 } Fixture;
 
 static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-      const char *name = NULL;
-
-      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-
-          remove_tree (child);
-        }
-      g_assert_no_errno (g_rmdir (path));
-    }
-  else
-    g_assert_no_errno (g_unlink (path));
-}
-
-static void
 fixture_set_up (Fixture       *fixture,
                 gconstpointer  user_data)
 {
   g_autoptr (GError) error = NULL;
 
-  fixture->dir = g_dir_make_tmp ("test-user-store-XXXXXX", &error);
-  g_assert_no_error (error);
+  fixture->dir = gchat_test_make_dir ("test-user-store");
   fixture->path = g_build_filename (fixture->dir, "users.json", NULL);
 }
 
@@ -62,7 +43,7 @@ static void
 fixture_tear_down (Fixture       *fixture,
                    gconstpointer  user_data)
 {
-  remove_tree (fixture->dir);
+  g_assert_true (gchat_test_remove_tree (fixture->dir));
   g_free (fixture->dir);
   g_free (fixture->path);
 }

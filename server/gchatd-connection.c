@@ -5,6 +5,9 @@
 
 #include <string.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <glib/gi18n-lib.h>
 
 #include "gchat-channel.h"
@@ -18,13 +21,18 @@
 #define READ_CHUNK 16384
 /* What a connection may hold, unprocessed, while its handshake, sign or auth runs. */
 #define MAX_HELD_INPUT (2 * GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD)
+/* Frames handed to the kernel in one system call when the socket becomes writable again. */
+#define MAX_VECTORS 64
 
 struct _GchatdConnection
 {
   GObject               parent_instance;
 
   GchatdServer         *server; /* not owned; NULL once closed */
+  GchatdPoller         *poller;
   GSocketConnection    *connection;
+  GSocket              *socket;      /* the connection's, non-blocking */
+  int                   fd;
   char                 *address;
   GchatdConnectionState state;
   char                 *user;
@@ -36,14 +44,18 @@ struct _GchatdConnection
   guint32               endpoint_id;      /* 0 until logged in with an endpoint registration */
   gint64                last_activity;    /* monotonic µs of the last bytes received */
   GchatFrameDecoder    *decoder;
-  GSource              *read_source;
+  gboolean              watched;    /* the socket is in the poller */
+  GIOCondition          watching;   /* what the poller watches */
+  gboolean              reading;    /* the socket is read: started, not closing, not held back */
   gboolean              paused;     /* a handshake step, sign or auth is running */
   GCancellable         *cancellable; /* the hasher and store requests */
 
-  GQueue                output;      /* GBytes, whole frames; the head is being written */
-  gsize                 queued_bytes;
-  gboolean              writing;
-  GCancellable         *write_cancellable;
+  GQueue                output;      /* GBytes, whole frames, in counter order */
+  gsize                 head_sent;   /* what of the head frame the kernel has taken */
+  gsize                 queued_bytes; /* not yet taken by the kernel */
+  gboolean              write_blocked; /* the socket is full: waiting until it is writable */
+  gboolean              output_broken; /* a write failed or overflowed: nothing more goes out */
+  GError               *write_error; /* a failure of a direct send, handled at the next wake-up */
 
   guint                 login_timeout_ms;
   guint                 login_timeout_id;
@@ -61,8 +73,8 @@ enum {
 static guint signals[N_SIGNALS];
 
 static void connection_resume (GchatdConnection *self);
-static void connection_write_next (GchatdConnection *self);
 static void connection_finish_close (GchatdConnection *self);
+static void connection_unwatch (GchatdConnection *self);
 
 static void
 gchatd_connection_dispose (GObject *object)
@@ -70,12 +82,11 @@ gchatd_connection_dispose (GObject *object)
   GchatdConnection *self = GCHATD_CONNECTION (object);
 
   g_cancellable_cancel (self->cancellable);
-  if (self->read_source != NULL)
-    g_source_destroy (self->read_source);
-  g_clear_pointer (&self->read_source, g_source_unref);
+  connection_unwatch (self);
   g_clear_handle_id (&self->login_timeout_id, g_source_remove);
   g_clear_handle_id (&self->close_timeout_id, g_source_remove);
   g_clear_object (&self->connection);
+  g_clear_object (&self->poller);
 
   G_OBJECT_CLASS (gchatd_connection_parent_class)->dispose (object);
 }
@@ -91,7 +102,7 @@ gchatd_connection_finalize (GObject *object)
   gchat_memzero (self->endpoint_key, sizeof self->endpoint_key);
   g_clear_pointer (&self->decoder, gchat_frame_decoder_free);
   g_clear_object (&self->cancellable);
-  g_clear_object (&self->write_cancellable);
+  g_clear_error (&self->write_error);
   g_free (self->address);
   g_free (self->user);
 
@@ -115,7 +126,6 @@ gchatd_connection_init (GchatdConnection *self)
 {
   self->state = GCHATD_CONNECTION_HANDSHAKE;
   self->cancellable = g_cancellable_new ();
-  self->write_cancellable = g_cancellable_new ();
   self->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
   self->last_activity = g_get_monotonic_time ();
   g_queue_init (&self->output);
@@ -137,16 +147,25 @@ dup_peer_address (GSocketConnection *connection)
 
 GchatdConnection *
 gchatd_connection_new (GchatdServer      *server,
+                       GchatdPoller      *poller,
                        GSocketConnection *connection,
                        guint              login_timeout_ms)
 {
   GchatdConnection *self;
 
+  g_return_val_if_fail (GCHATD_IS_POLLER (poller), NULL);
   g_return_val_if_fail (G_IS_SOCKET_CONNECTION (connection), NULL);
 
   self = g_object_new (GCHATD_TYPE_CONNECTION, NULL);
   self->server = server;
+  self->poller = g_object_ref (poller);
   self->connection = g_object_ref (connection);
+  self->socket = g_socket_connection_get_socket (connection);
+  self->fd = g_socket_get_fd (self->socket);
+  g_socket_set_blocking (self->socket, FALSE);
+  /* Frames are whole when queued: holding them back for Nagle only adds a round trip. */
+  if (G_IS_TCP_CONNECTION (connection))
+    g_socket_set_option (self->socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   self->address = dup_peer_address (connection);
   self->login_timeout_ms = login_timeout_ms;
   self->handshake = gchat_handshake_new_server (gchatd_server_get_key (server));
@@ -195,49 +214,170 @@ gchatd_connection_get_session_serial (GchatdConnection *self)
   return self->session_serial;
 }
 
-/* Output */
+/* Watching */
 
+static void connection_ready_cb (int          fd,
+                                 GIOCondition ready,
+                                 gpointer     user_data);
+
+/* Tells the poller what the connection waits for now; every change of `reading` or
+ * `write_blocked` ends here. */
 static void
-write_done_cb (GObject      *source,
-               GAsyncResult *result,
-               gpointer      user_data)
+connection_watch (GchatdConnection *self)
 {
-  g_autoptr(GchatdConnection) self = user_data;
-  g_autoptr(GBytes) frame = g_queue_pop_head (&self->output);
-  g_autoptr(GError) error = NULL;
+  GIOCondition events = 0;
 
-  self->writing = FALSE;
-  self->queued_bytes -= g_bytes_get_size (frame);
-  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
-    {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        g_debug ("Write to %s failed: %s", self->address, error->message);
-      g_queue_clear_full (&self->output, (GDestroyNotify) g_bytes_unref);
-      self->queued_bytes = 0;
-      if (self->state != GCHATD_CONNECTION_CLOSING)
-        gchatd_connection_close (self, NULL, "write failed");
-    }
-  if (self->state == GCHATD_CONNECTION_CLOSING && g_queue_is_empty (&self->output))
-    connection_finish_close (self);
-  else
-    connection_write_next (self);
+  if (!self->watched)
+    return;
+  if (self->reading)
+    events |= G_IO_IN;
+  if (self->write_blocked)
+    events |= G_IO_OUT;
+  if (events != self->watching)
+    gchatd_poller_modify (self->poller, self->fd, events);
+  self->watching = events;
 }
 
-/* Never two writes at once: GIO forbids it, and frames must leave in counter order. */
+/* Before the socket closes: the poller must not watch a descriptor that may be reused. */
 static void
-connection_write_next (GchatdConnection *self)
+connection_unwatch (GchatdConnection *self)
 {
-  GBytes *frame;
-  GOutputStream *output;
-
-  if (self->writing || self->closed || g_queue_is_empty (&self->output))
+  if (!self->watched)
     return;
-  frame = g_queue_peek_head (&self->output);
-  output = g_io_stream_get_output_stream (G_IO_STREAM (self->connection));
-  self->writing = TRUE;
-  g_output_stream_write_all_async (output, g_bytes_get_data (frame, NULL), g_bytes_get_size (frame),
-                                   G_PRIORITY_DEFAULT, self->write_cancellable, write_done_cb,
-                                   g_object_ref (self));
+  gchatd_poller_remove (self->poller, self->fd);
+  self->watched = FALSE;
+}
+
+/* Output */
+
+typedef enum {
+  FLUSH_DONE,    /* the kernel took everything */
+  FLUSH_BLOCKED, /* the socket is full; the rest waits */
+  FLUSH_FAILED,
+} FlushResult;
+
+/* Drops what the kernel took: whole frames, and the start of the next one. */
+static void
+connection_consume_output (GchatdConnection *self,
+                           gsize             sent)
+{
+  self->queued_bytes -= sent;
+  while (sent > 0)
+    {
+      GBytes *head = g_queue_peek_head (&self->output);
+      gsize left = g_bytes_get_size (head) - self->head_sent;
+
+      if (sent < left)
+        {
+          self->head_sent += sent;
+          return;
+        }
+      sent -= left;
+      self->head_sent = 0;
+      g_bytes_unref (g_queue_pop_head (&self->output));
+    }
+}
+
+/* Gives the kernel as much of the queue as it takes now, up to MAX_VECTORS frames per call.
+ * Frames leave in queue order, so their counters arrive in order. */
+static FlushResult
+connection_flush (GchatdConnection  *self,
+                  GError           **error)
+{
+  while (!g_queue_is_empty (&self->output))
+    {
+      GOutputVector vectors[MAX_VECTORS];
+      g_autoptr(GError) local_error = NULL;
+      gsize total = 0;
+      guint n = 0;
+      gssize sent;
+
+      for (GList *l = self->output.head; l != NULL && n < MAX_VECTORS; l = l->next, n++)
+        {
+          gsize size;
+          const guint8 *data = g_bytes_get_data (l->data, &size);
+          gsize skip = n == 0 ? self->head_sent : 0;
+
+          vectors[n].buffer = data + skip;
+          vectors[n].size = size - skip;
+          total += size - skip;
+        }
+      sent = g_socket_send_message (self->socket, NULL, vectors, n, NULL, 0, G_SOCKET_MSG_NONE,
+                                    NULL, &local_error);
+      if (sent < 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return FLUSH_BLOCKED;
+      if (sent < 0)
+        {
+          g_propagate_error (error, g_steal_pointer (&local_error));
+          return FLUSH_FAILED;
+        }
+      connection_consume_output (self, sent);
+      /* A short write means the socket buffer is full: asking again would only say so. */
+      if ((gsize) sent < total)
+        return FLUSH_BLOCKED;
+    }
+  return FLUSH_DONE;
+}
+
+/* Nothing is sent any more: the client is being disconnected. */
+static void
+connection_drop_output (GchatdConnection *self)
+{
+  g_queue_clear_full (&self->output, (GDestroyNotify) g_bytes_unref);
+  self->head_sent = 0;
+  self->queued_bytes = 0;
+  self->output_broken = TRUE;
+}
+
+static void
+connection_write_failed (GchatdConnection *self,
+                         const GError     *error)
+{
+  g_debug ("Write to %s failed: %s", self->address, error->message);
+  connection_drop_output (self);
+  if (self->state != GCHATD_CONNECTION_CLOSING)
+    gchatd_connection_close (self, NULL, "write failed");
+  else
+    connection_finish_close (self);
+}
+
+/* The socket is writable again (or failed): the queue goes on, and a closing connection
+ * closes once it is flushed. */
+static void
+connection_write_ready (GchatdConnection *self)
+{
+  g_autoptr(GError) error = g_steal_pointer (&self->write_error);
+  FlushResult result = error != NULL ? FLUSH_FAILED : connection_flush (self, &error);
+
+  if (result == FLUSH_BLOCKED)
+    return;
+  self->write_blocked = FALSE;
+  connection_watch (self);
+  if (result == FLUSH_FAILED)
+    connection_write_failed (self, error);
+  else if (self->state == GCHATD_CONNECTION_CLOSING)
+    connection_finish_close (self);
+}
+
+/* Most frames leave at once, with no wake-up in between. A failure is only noted here and
+ * handled at the next wake-up: the caller may be in the middle of a log-in or of a loop over
+ * the sessions, and must not see the connection close under it. */
+static void
+connection_write_now (GchatdConnection *self)
+{
+  g_autoptr(GError) error = NULL;
+  FlushResult result = connection_flush (self, &error);
+
+  if (result == FLUSH_DONE)
+    return;
+  if (result == FLUSH_FAILED)
+    {
+      connection_drop_output (self);
+      self->write_error = g_steal_pointer (&error);
+    }
+  /* A failed socket reports itself writable, so the failure comes back at once. */
+  self->write_blocked = TRUE;
+  connection_watch (self);
 }
 
 /* Returns FALSE when the client lets too much output pile up: the caller closes it. */
@@ -245,15 +385,18 @@ static gboolean
 connection_queue_frame (GchatdConnection *self,
                         GBytes           *frame)
 {
+  if (self->closed || self->output_broken)
+    return TRUE; /* the connection is on its way out already */
   self->queued_bytes += g_bytes_get_size (frame);
   g_queue_push_tail (&self->output, g_bytes_ref (frame));
   if (self->queued_bytes > GCHATD_CONNECTION_MAX_QUEUED_OUTPUT)
     {
       g_message ("Disconnecting %s: it does not read what it is sent", self->address);
-      g_cancellable_cancel (self->write_cancellable);
+      connection_drop_output (self);
       return FALSE;
     }
-  connection_write_next (self);
+  if (!self->write_blocked)
+    connection_write_now (self);
   return TRUE;
 }
 
@@ -317,7 +460,6 @@ close_timeout_cb (gpointer user_data)
   GchatdConnection *self = user_data;
 
   self->close_timeout_id = 0;
-  g_cancellable_cancel (self->write_cancellable);
   connection_finish_close (self);
   return G_SOURCE_REMOVE;
 }
@@ -327,11 +469,11 @@ connection_finish_close (GchatdConnection *self)
 {
   g_autoptr(GchatdConnection) hold = g_object_ref (self);
 
-  /* A write in flight must end (it was cancelled) before the stream may close. */
-  if (self->closed || self->writing)
+  if (self->closed)
     return;
   self->closed = TRUE;
   g_clear_handle_id (&self->close_timeout_id, g_source_remove);
+  connection_unwatch (self);
   g_io_stream_close (G_IO_STREAM (self->connection), NULL, NULL);
   self->server = NULL;
   g_signal_emit (self, signals[SIGNAL_CLOSED], 0);
@@ -340,10 +482,8 @@ connection_finish_close (GchatdConnection *self)
 static void
 connection_stop_reading (GchatdConnection *self)
 {
-  if (self->read_source == NULL)
-    return;
-  g_source_destroy (self->read_source);
-  g_clear_pointer (&self->read_source, g_source_unref);
+  self->reading = FALSE;
+  connection_watch (self);
 }
 
 static void
@@ -937,23 +1077,20 @@ connection_feed (GchatdConnection *self,
   connection_process_frames (self);
 }
 
-static gboolean
-connection_readable_cb (GObject  *stream,
-                        gpointer  user_data)
+static void
+connection_read (GchatdConnection *self)
 {
-  g_autoptr(GchatdConnection) self = g_object_ref (user_data);
   g_autoptr(GError) error = NULL;
   guint8 buffer[READ_CHUNK];
   gssize n;
 
-  n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream), buffer,
-                                                sizeof buffer, NULL, &error);
+  n = g_socket_receive (self->socket, (char *) buffer, sizeof buffer, NULL, &error);
   if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-    return G_SOURCE_CONTINUE;
+    return;
   if (n <= 0)
     {
       gchatd_connection_close (self, NULL, n == 0 ? "peer closed" : error->message);
-      return G_SOURCE_CONTINUE; /* closing destroyed the source already */
+      return;
     }
   self->last_activity = g_get_monotonic_time ();
   connection_feed (self, buffer, n);
@@ -962,20 +1099,31 @@ connection_readable_cb (GObject  *stream,
    * client cannot pile frames up in memory. */
   if (self->paused && gchat_frame_decoder_get_buffered (self->decoder) > MAX_HELD_INPUT)
     connection_stop_reading (self);
-  return G_SOURCE_CONTINUE;
+}
+
+/* A hang-up or an error goes to whichever side is waiting: the read or the write then fails
+ * and closes the connection. */
+static void
+connection_ready_cb (int          fd,
+                     GIOCondition ready,
+                     gpointer     user_data)
+{
+  g_autoptr(GchatdConnection) self = g_object_ref (user_data);
+  GIOCondition failed = ready & (G_IO_ERR | G_IO_HUP);
+
+  if (self->write_blocked && ((ready & G_IO_OUT) || failed))
+    connection_write_ready (self);
+  if (self->reading && ((ready & G_IO_IN) || failed))
+    connection_read (self);
 }
 
 static void
 connection_start_reading (GchatdConnection *self)
 {
-  GInputStream *input = g_io_stream_get_input_stream (G_IO_STREAM (self->connection));
-
-  if (self->read_source != NULL || self->state == GCHATD_CONNECTION_CLOSING)
+  if (self->state == GCHATD_CONNECTION_CLOSING)
     return;
-  self->read_source = g_pollable_input_stream_create_source (G_POLLABLE_INPUT_STREAM (input),
-                                                              NULL);
-  g_source_set_callback (self->read_source, G_SOURCE_FUNC (connection_readable_cb), self, NULL);
-  g_source_attach (self->read_source, g_main_context_get_thread_default ());
+  self->reading = TRUE;
+  connection_watch (self);
 }
 
 /* Goes on with the frames already buffered, then with the socket. */
@@ -1005,8 +1153,16 @@ gchatd_connection_start (GchatdConnection *self)
       gchatd_connection_close (self, NULL, "no hello");
       return;
     }
+  if (!gchatd_poller_add (self->poller, self->fd, G_IO_IN, connection_ready_cb, self, &error))
+    {
+      g_message ("Disconnecting %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "not watched");
+      return;
+    }
+  self->watched = TRUE;
+  self->watching = G_IO_IN;
+  self->reading = TRUE;
   connection_queue_frame (self, frame);
   if (self->login_timeout_ms > 0)
     self->login_timeout_id = g_timeout_add (self->login_timeout_ms, login_timeout_cb, self);
-  connection_start_reading (self);
 }

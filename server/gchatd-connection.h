@@ -6,6 +6,7 @@
 #include <gio/gio.h>
 
 #include "gchat-message.h"
+#include "gchatd-poller.h"
 
 G_BEGIN_DECLS
 
@@ -32,8 +33,10 @@ typedef struct _GchatdServer GchatdServer;
 G_DECLARE_FINAL_TYPE (GchatdConnection, gchatd_connection, GCHATD, CONNECTION, GObject)
 
 /* @server is not referenced: it owns its connections and outlives them. The connection emits
- * "closed" once its socket is closed; the server then lets go of it. */
+ * "closed" once its socket is closed; the server then lets go of it. The socket is watched in
+ * @poller, shared by all of the server's connections, from gchatd_connection_start() on. */
 GchatdConnection     *gchatd_connection_new          (GchatdServer      *server,
+                                                      GchatdPoller      *poller,
                                                       GSocketConnection *connection,
                                                       guint              login_timeout_ms);
 /* Sends the server hello and starts reading. */

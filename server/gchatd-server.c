@@ -19,6 +19,8 @@
 #define SWEEP_INTERVAL_S 60
 /* How long a starting gchatd waits for a gchatctl that holds the store lock. */
 #define STORE_LOCK_WAIT_MS 3000
+/* Log-ins added to the kept online list before it is encoded again as a whole. */
+#define USER_LIST_MAX_ADDED 256
 
 /* The key of one pair of users, valid only while both sessions that it was issued to live: a
  * client that logs in again starts its datagram counters from zero, so it must never be given
@@ -47,6 +49,7 @@ struct _GchatdServer
   GchatdStoreLock      *lock;
   GchatdControl        *control;
   GSocketService       *service;
+  GchatdPoller         *poller;      /* every client socket, in one epoll set */
   GchatdEndpointListener *endpoints; /* UDP, on the same addresses and port */
   gint                  port_override; /* -1: the configured port */
   guint16               port;
@@ -60,6 +63,11 @@ struct _GchatdServer
   GHashTable           *presence;    /* stored user name → online (gboolean), the next batch */
   guint                 presence_id;
   guint                 presence_batch_ms;
+  gint64                presence_ready_at; /* monotonic µs: no flush before it */
+  GPtrArray            *list_chunks; /* GBytes: the online list as last encoded, all with `more`;
+                                      * NULL until encoded again */
+  GBytes               *list_last;   /* its last message without `more` */
+  GPtrArray            *list_added;  /* names that logged in since it was encoded */
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
   guint                 sweep_id;
@@ -111,6 +119,7 @@ gchatd_server_dispose (GObject *object)
     }
   g_clear_pointer (&self->connections, g_hash_table_unref);
   g_clear_pointer (&self->sessions, g_hash_table_unref);
+  g_clear_object (&self->poller);
   if (self->control != NULL)
     gchatd_control_stop (self->control);
   g_clear_object (&self->control);
@@ -131,6 +140,9 @@ gchatd_server_finalize (GObject *object)
   GchatdServer *self = GCHATD_SERVER (object);
 
   g_clear_pointer (&self->presence, g_hash_table_unref);
+  g_clear_pointer (&self->list_chunks, g_ptr_array_unref);
+  g_clear_pointer (&self->list_last, g_bytes_unref);
+  g_clear_pointer (&self->list_added, g_ptr_array_unref);
   g_clear_pointer (&self->pairs, g_hash_table_unref);
   g_clear_pointer (&self->paths, gchatd_paths_free);
   g_free (self->fingerprint);
@@ -158,6 +170,7 @@ gchatd_server_init (GchatdServer *self)
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->list_added = g_ptr_array_new_with_free_func (g_free);
   self->pairs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pair_key_free);
 }
 
@@ -343,7 +356,8 @@ incoming_cb (GSocketService    *service,
       g_io_stream_close (G_IO_STREAM (socket_connection), NULL, NULL);
       return TRUE;
     }
-  connection = gchatd_connection_new (self, socket_connection, self->login_timeout_ms);
+  connection = gchatd_connection_new (self, self->poller, socket_connection,
+                                      self->login_timeout_ms);
   g_hash_table_add (self->connections, connection);
   g_signal_connect (connection, "closed", G_CALLBACK (connection_closed_cb), self);
   gchatd_connection_start (connection);
@@ -504,6 +518,7 @@ gboolean
 gchatd_server_start (GchatdServer  *self,
                      GError       **error)
 {
+  g_autoptr(GError) local_error = NULL;
   const char *host;
   guint16 port;
 
@@ -520,6 +535,16 @@ gchatd_server_start (GchatdServer  *self,
       return FALSE;
     }
 
+  self->poller = gchatd_poller_new (&local_error);
+  if (self->poller == NULL)
+    {
+      g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_LISTEN,
+                   _("Cannot watch client connections: %s"), local_error->message);
+      gchatd_control_stop (self->control);
+      g_clear_object (&self->control);
+      return FALSE;
+    }
+
   host = gchat_config_get_server_address (self->config);
   port = self->port_override >= 0 ? self->port_override
                                   : gchat_config_get_server_port (self->config);
@@ -528,6 +553,7 @@ gchatd_server_start (GchatdServer  *self,
   if (!listen_on (self, host, port, error))
     {
       g_clear_object (&self->service);
+      g_clear_object (&self->poller);
       gchatd_control_stop (self->control);
       g_clear_object (&self->control);
       return FALSE;
@@ -687,17 +713,25 @@ take_names (GPtrArray          *names,
   return start + n;
 }
 
+/* Walks a copy: a client that lets too much output pile up is closed on the spot, which takes
+ * it out of the sessions. */
 static void
 send_to_sessions (GchatdServer *self,
                   GBytes       *json)
 {
+  g_autoptr(GPtrArray) sessions = g_ptr_array_new_full (g_hash_table_size (self->sessions),
+                                                        g_object_unref);
   GHashTableIter iter;
   gpointer connection;
 
   g_hash_table_iter_init (&iter, self->sessions);
   while (g_hash_table_iter_next (&iter, NULL, &connection))
-    gchatd_connection_send_encoded (connection, json);
+    g_ptr_array_add (sessions, g_object_ref (connection));
+  for (guint i = 0; i < sessions->len; i++)
+    gchatd_connection_send_encoded (g_ptr_array_index (sessions, i), json);
 }
+
+static void presence_schedule (GchatdServer *self);
 
 /* Every client gets the same batch: the current state of every name that changed during the
  * window. Applied to any list that was right at some time in the window, it gives the list of
@@ -706,14 +740,17 @@ static gboolean
 presence_flush_cb (gpointer user_data)
 {
   GchatdServer *self = user_data;
+  g_autoptr(GHashTable) batch = g_steal_pointer (&self->presence);
   g_autoptr(GPtrArray) joined = g_ptr_array_new ();
   g_autoptr(GPtrArray) left = g_ptr_array_new ();
+  gint64 start = g_get_monotonic_time ();
   GHashTableIter iter;
   gpointer name, online;
   guint j = 0, l = 0;
 
-  self->presence_id = 0;
-  g_hash_table_iter_init (&iter, self->presence);
+  /* Changes made while this batch goes out (a client closed for not reading) go in the next. */
+  self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_hash_table_iter_init (&iter, batch);
   while (g_hash_table_iter_next (&iter, &name, &online))
     g_ptr_array_add (GPOINTER_TO_INT (online) ? joined : left, name);
   while (j < joined->len || l < left->len)
@@ -729,8 +766,25 @@ presence_flush_cb (gpointer user_data)
       if (json != NULL)
         send_to_sessions (self, json);
     }
-  g_hash_table_remove_all (self->presence);
+  /* Under load a batch to everyone is costly: the loop gets twice that time for the log-ins,
+   * pair keys and handshakes before the next, which is then bigger and no dearer per name. */
+  self->presence_ready_at = g_get_monotonic_time ();
+  self->presence_ready_at += 2 * (self->presence_ready_at - start);
+  self->presence_id = 0;
+  if (g_hash_table_size (self->presence) > 0)
+    presence_schedule (self);
   return G_SOURCE_REMOVE;
+}
+
+static void
+presence_schedule (GchatdServer *self)
+{
+  gint64 now = g_get_monotonic_time ();
+  gint64 delay_ms = self->presence_batch_ms;
+
+  if (self->presence_ready_at > now + delay_ms * 1000)
+    delay_ms = (self->presence_ready_at - now + 999) / 1000;
+  self->presence_id = g_timeout_add ((guint) delay_ms, presence_flush_cb, self);
 }
 
 static void
@@ -740,7 +794,105 @@ presence_record (GchatdServer *self,
 {
   g_hash_table_insert (self->presence, g_strdup (user), GINT_TO_POINTER (online));
   if (self->presence_id == 0)
-    self->presence_id = g_timeout_add (self->presence_batch_ms, presence_flush_cb, self);
+    presence_schedule (self);
+}
+
+/* The online list sent at each log-in is kept encoded: during a mass log-in, encoding ten
+ * thousand names for each new session would be most of the server's work. Log-ins only add to
+ * it, in one small last message; a session that ends, or many log-ins, have it encoded again
+ * at the next log-in. */
+static void
+user_list_forget (GchatdServer *self)
+{
+  g_clear_pointer (&self->list_chunks, g_ptr_array_unref);
+  g_clear_pointer (&self->list_last, g_bytes_unref);
+  g_ptr_array_set_size (self->list_added, 0);
+}
+
+static void
+user_list_added (GchatdServer *self,
+                 const char   *user)
+{
+  if (self->list_chunks == NULL)
+    return;
+  if (self->list_added->len >= USER_LIST_MAX_ADDED)
+    user_list_forget (self);
+  else
+    g_ptr_array_add (self->list_added, g_strdup (user));
+}
+
+static GPtrArray *
+dup_session_names (GchatdServer *self)
+{
+  GPtrArray *names = g_ptr_array_new_full (g_hash_table_size (self->sessions), NULL);
+  GHashTableIter iter;
+  gpointer session;
+
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &session))
+    g_ptr_array_add (names, (gpointer) gchatd_connection_get_user (session));
+  return names;
+}
+
+/* One `users` message of at most GCHAT_USER_LIST_MAX of @names from @start. */
+static GBytes *
+encode_users (GPtrArray *names,
+              guint      start,
+              guint     *next,
+              gboolean   more,
+              gint64     id)
+{
+  g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_USERS);
+
+  *next = take_names (names, start, message, "users");
+  if (more)
+    gchat_message_set_bool (message, "more", TRUE);
+  if (id >= 0)
+    gchat_message_set_int (message, "id", id);
+  return gchat_message_encode (message, NULL);
+}
+
+static void
+user_list_encode (GchatdServer *self)
+{
+  g_autoptr(GPtrArray) names = dup_session_names (self);
+  guint next = 0;
+
+  user_list_forget (self);
+  self->list_chunks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  while (next < names->len)
+    {
+      guint start = next;
+      GBytes *json = encode_users (names, start, &next, TRUE, -1);
+
+      if (json == NULL)
+        continue;
+      g_ptr_array_add (self->list_chunks, json);
+      if (next == names->len)
+        self->list_last = encode_users (names, start, &next, FALSE, -1);
+    }
+}
+
+static void
+send_kept_user_list (GchatdServer     *self,
+                     GchatdConnection *connection)
+{
+  g_autoptr(GBytes) tail = NULL;
+  guint n, next;
+
+  if (self->list_chunks == NULL)
+    user_list_encode (self);
+  n = self->list_chunks->len;
+  if (self->list_added->len > 0)
+    tail = encode_users (self->list_added, 0, &next, FALSE, -1);
+  else if (self->list_last != NULL)
+    tail = g_bytes_ref (self->list_last);
+  else
+    g_return_if_reached (); /* never empty: @connection is in the list */
+  for (guint i = 0; i < n - (self->list_added->len > 0 ? 0 : 1); i++)
+    gchatd_connection_send_encoded (connection, g_ptr_array_index (self->list_chunks, i));
+  if (tail != NULL)
+    gchatd_connection_send_encoded (connection, tail);
 }
 
 void
@@ -748,26 +900,25 @@ gchatd_server_send_user_list (GchatdServer     *self,
                               GchatdConnection *connection,
                               gint64            id)
 {
-  g_autoptr(GPtrArray) names = g_ptr_array_new ();
-  GHashTableIter iter;
-  gpointer session;
+  g_autoptr(GPtrArray) names = NULL;
   guint next = 0;
 
   g_return_if_fail (GCHATD_IS_SERVER (self));
 
-  g_hash_table_iter_init (&iter, self->sessions);
-  while (g_hash_table_iter_next (&iter, NULL, &session))
-    g_ptr_array_add (names, (gpointer) gchatd_connection_get_user (session));
+  if (id < 0 && g_hash_table_size (self->sessions) > 0)
+    {
+      send_kept_user_list (self, connection);
+      return;
+    }
+  names = dup_session_names (self);
   do
     {
-      g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_USERS);
+      g_autoptr(GBytes) json = NULL;
+      guint start = next;
 
-      next = take_names (names, next, message, "users");
-      if (next < names->len)
-        gchat_message_set_bool (message, "more", TRUE);
-      if (id >= 0)
-        gchat_message_set_int (message, "id", id);
-      gchatd_connection_send_message (connection, message);
+      json = encode_users (names, start, &next, next + GCHAT_USER_LIST_MAX < names->len, id);
+      if (json != NULL)
+        gchatd_connection_send_encoded (connection, json);
     }
   while (next < names->len);
 }
@@ -792,6 +943,8 @@ gchatd_server_session_begin (GchatdServer     *self,
       gchatd_connection_close (old, "replaced", "replaced by a new log-in");
     }
   g_hash_table_insert (self->sessions, g_strdup (folded), connection);
+  if (old == NULL)
+    user_list_added (self, user);
   gchatd_server_send_user_list (self, connection, -1);
   if (old == NULL)
     presence_record (self, user, TRUE);
@@ -812,6 +965,7 @@ gchatd_server_session_end (GchatdServer     *self,
   if (g_hash_table_lookup (self->sessions, folded) != connection)
     return;
   g_hash_table_remove (self->sessions, folded);
+  user_list_forget (self);
   if (self->endpoints != NULL)
     gchatd_endpoint_listener_unregister (self->endpoints, user);
   g_message ("The session of “%s” ended", user);

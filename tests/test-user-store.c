@@ -48,6 +48,14 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->path);
 }
 
+/* g_ptr_array_sort() hands the comparison pointers to the elements. */
+static int
+compare_names (gconstpointer a,
+               gconstpointer b)
+{
+  return g_strcmp0 (*(char * const *) a, *(char * const *) b);
+}
+
 /* The names in the fixture folder, sorted, joined by spaces: shows leftover temporary files. */
 static char *
 list_folder (Fixture *fixture)
@@ -59,7 +67,7 @@ list_folder (Fixture *fixture)
   g_assert_nonnull (dir);
   while ((name = g_dir_read_name (dir)) != NULL)
     g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, compare_names);
   g_ptr_array_add (names, NULL);
 
   return g_strjoinv (" ", (char **) names->pdata);

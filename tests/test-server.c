@@ -595,6 +595,35 @@ check_admin_beside_daemon (guint16     port,
 }
 
 /* SIGTERM: every client is told, the store is flushed, and gchatd exits 0 within 2 s. */
+/* SIGHUP re-reads the configuration: closing sign-up takes effect without a restart, and the
+ * sessions already open stay (alice gets her `bye` only at the SIGTERM that follows). */
+static void
+check_reload (GSubprocess *daemon,
+              guint16      port,
+              const char  *config_path,
+              const char  *config)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *closed = g_strconcat (config, "allow_sign_up: false\n", NULL);
+  gint64 start = g_get_monotonic_time ();
+  gboolean refused = FALSE;
+
+  g_assert_true (g_file_set_contents (config_path, closed, -1, &error));
+  g_subprocess_send_signal (daemon, SIGHUP);
+  /* The signal is handled on gchatd's loop: ask until the new rule shows. */
+  for (guint i = 0; !refused; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("late%u", i);
+      g_autoptr(TestClient) c = test_client_connect (port);
+      g_autoptr(GchatMessage) result = NULL;
+
+      g_assert_cmpint (g_get_monotonic_time () - start, <, TEST_WAIT_TIMEOUT_US);
+      test_client_handshake (c);
+      result = test_client_request (c, "sign", name, TEST_PASSWORD);
+      refused = g_strcmp0 (gchat_message_get_string (result, "code"), "sign-up-closed") == 0;
+    }
+}
+
 static void
 test_daemon (void)
 {
@@ -651,6 +680,7 @@ test_daemon (void)
     }
 
   check_admin_beside_daemon (port, config_path);
+  check_reload (daemon, port, config_path, config);
 
   start = g_get_monotonic_time ();
   g_subprocess_send_signal (daemon, SIGTERM);

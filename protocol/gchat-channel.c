@@ -88,7 +88,7 @@ gchat_channel_seal (GchatChannel  *self,
   if (len > GCHAT_FRAME_MAX_PAYLOAD - GCHAT_AEAD_TAG_SIZE)
     {
       g_set_error (error, GCHAT_CHANNEL_ERROR, GCHAT_CHANNEL_ERROR_TOO_LARGE,
-                   _("A message of %" G_GSIZE_FORMAT " bytes is larger than the limit of %u"),
+                   _("A message of %zu bytes is larger than the limit of %u"),
                    len, (guint) (GCHAT_FRAME_MAX_PAYLOAD - GCHAT_AEAD_TAG_SIZE));
       return NULL;
     }

@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include <gio/gio.h>
@@ -144,7 +145,7 @@ static char *
 describe_expected (const KeyInfo *info)
 {
   if (info->kind == KEY_INT)
-    return g_strdup_printf (_("%s from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT),
+    return g_strdup_printf (_("%s from %" PRId64 " to %" PRId64),
                             _(info->expected), info->min, info->max);
 
   return g_strdup (_(info->expected));

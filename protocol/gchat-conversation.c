@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include <glib/gi18n-lib.h>
@@ -607,7 +608,7 @@ gchat_conversation_seal_message (GchatConversation  *self,
   if (message == NULL || !message->sent)
     {
       g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_OUT_OF_WINDOW,
-                   _("Message %" G_GUINT64_FORMAT " to “%s” is not waiting for an answer"),
+                   _("Message %" PRIu64 " to “%s” is not waiting for an answer"),
                    msg_id, self->peer_user);
       return NULL;
     }
@@ -764,7 +765,7 @@ receive_data (GchatConversation  *self,
   if (data.msg_id - self->next_deliver >= GCHAT_CONVERSATION_RECEIVE_WINDOW)
     {
       g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_OUT_OF_WINDOW,
-                   _("“%s” sent message %" G_GUINT64_FORMAT " while %" G_GUINT64_FORMAT
+                   _("“%s” sent message %" PRIu64 " while %" PRIu64
                      " is still missing"), self->peer_user, data.msg_id, self->next_deliver);
       return FALSE;
     }

@@ -408,14 +408,14 @@ gchat_hkdf_expand (const guint8 *prk,
   if (prk_len < GCHAT_SHA256_SIZE)
     {
       g_set_error (error, GCHAT_CRYPTO_ERROR, GCHAT_CRYPTO_ERROR_INVALID_ARGUMENT,
-                   _("HKDF needs a pseudorandom key of at least %d bytes, not %" G_GSIZE_FORMAT),
+                   _("HKDF needs a pseudorandom key of at least %d bytes, not %zu"),
                    GCHAT_SHA256_SIZE, prk_len);
       return FALSE;
     }
   if (okm_len > HKDF_MAX_OKM)
     {
       g_set_error (error, GCHAT_CRYPTO_ERROR, GCHAT_CRYPTO_ERROR_INVALID_ARGUMENT,
-                   _("HKDF-SHA256 can derive at most %d bytes, not %" G_GSIZE_FORMAT),
+                   _("HKDF-SHA256 can derive at most %d bytes, not %zu"),
                    HKDF_MAX_OKM, okm_len);
       return FALSE;
     }
@@ -801,7 +801,7 @@ argon2_check_inputs (const GchatArgon2Params *params,
                  _("The Argon2id salt must be at least %d bytes long"), ARGON2_MIN_SALT);
   else if (out_len < ARGON2_MIN_OUT || out_len > ARGON2_MAX_OUT)
     g_set_error (error, GCHAT_CRYPTO_ERROR, GCHAT_CRYPTO_ERROR_INVALID_ARGUMENT,
-                 _("Argon2id can produce between %d and %d bytes, not %" G_GSIZE_FORMAT),
+                 _("Argon2id can produce between %d and %d bytes, not %zu"),
                  ARGON2_MIN_OUT, ARGON2_MAX_OUT, out_len);
   else if (password_len == 0)
     g_set_error_literal (error, GCHAT_CRYPTO_ERROR, GCHAT_CRYPTO_ERROR_INVALID_ARGUMENT,

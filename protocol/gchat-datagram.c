@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <glib/gi18n-lib.h>
 #include <string.h>
 
@@ -158,7 +159,7 @@ gchat_datagram_peek_header (const guint8         *data,
   if (len < GCHAT_DATAGRAM_MIN_SIZE || len > GCHAT_DATAGRAM_MAX_SIZE)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
-                   _("A datagram of %" G_GSIZE_FORMAT " bytes is outside the allowed %u "
+                   _("A datagram of %zu bytes is outside the allowed %u "
                      "to %u bytes"),
                    len, (guint) GCHAT_DATAGRAM_MIN_SIZE, (guint) GCHAT_DATAGRAM_MAX_SIZE);
       return FALSE;
@@ -249,7 +250,7 @@ check_body_size (gsize    body_len,
   if (body_len > GCHAT_DATAGRAM_MAX_BODY)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE,
-                   _("A datagram body of %" G_GSIZE_FORMAT " bytes is larger than the limit of %u"),
+                   _("A datagram body of %zu bytes is larger than the limit of %u"),
                    body_len, (guint) GCHAT_DATAGRAM_MAX_BODY);
       return FALSE;
     }
@@ -270,7 +271,7 @@ replay_window_check (const ReplayWindow  *window,
       || (window->seen & (G_GUINT64_CONSTANT (1) << (behind - 1))) != 0)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_REPLAY,
-                   _("Datagram %" G_GUINT64_FORMAT " was received before or is too old"), seq);
+                   _("Datagram %" PRIu64 " was received before or is too old"), seq);
       return FALSE;
     }
   return TRUE;
@@ -353,7 +354,7 @@ check_name (const char  *name,
   if (len == 0 || len > GCHAT_USER_NAME_MAX)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_INVALID_NAME,
-                   _("A user name must have 1 to %u bytes, not %" G_GSIZE_FORMAT),
+                   _("A user name must have 1 to %u bytes, not %zu"),
                    (guint) GCHAT_USER_NAME_MAX, len);
       return FALSE;
     }
@@ -748,7 +749,7 @@ gchat_datagram_build_data (guint64        msg_id,
   if (text_len > DATA_MAX_TEXT)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE,
-                   _("A fragment of %" G_GSIZE_FORMAT " bytes of text is larger than the "
+                   _("A fragment of %zu bytes of text is larger than the "
                      "limit of %u"), text_len, (guint) DATA_MAX_TEXT);
       return NULL;
     }
@@ -1062,7 +1063,7 @@ gchat_datagram_split_text (guint64      msg_id,
   if (len > GCHAT_DATAGRAM_MAX_TEXT || n > GCHAT_DATAGRAM_MAX_FRAGMENTS)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE,
-                   _("A message of %" G_GSIZE_FORMAT " bytes is larger than the limit of %u"),
+                   _("A message of %zu bytes is larger than the limit of %u"),
                    len,
                    (guint) MIN (GCHAT_DATAGRAM_MAX_TEXT, GCHAT_DATAGRAM_MAX_FRAGMENTS * chunk));
       return NULL;
@@ -1122,7 +1123,7 @@ gchat_datagram_reassembler_add (GchatDatagramReassembler  *self,
       || (self->fragments != 0 && fragment->fragments != self->fragments))
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_INCONSISTENT,
-                   _("A fragment of message %" G_GUINT64_FORMAT " disagrees with the "
+                   _("A fragment of message %" PRIu64 " disagrees with the "
                      "fragments before it"), fragment->msg_id);
       return FALSE;
     }
@@ -1132,7 +1133,7 @@ gchat_datagram_reassembler_add (GchatDatagramReassembler  *self,
   if (fragment->text_len > GCHAT_DATAGRAM_MAX_TEXT - self->total)
     {
       g_set_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE,
-                   _("Message %" G_GUINT64_FORMAT " is larger than the limit of %u bytes"),
+                   _("Message %" PRIu64 " is larger than the limit of %u bytes"),
                    self->msg_id, (guint) GCHAT_DATAGRAM_MAX_TEXT);
       return FALSE;
     }

@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <string.h>
 #include <glib/gi18n-lib.h>
 #include <json-glib/json-glib.h>
@@ -175,7 +176,7 @@ find_field (const TypeSpec *type,
 static char *
 int_to_string (gint64 value)
 {
-  return g_strdup_printf ("%" G_GINT64_FORMAT, value);
+  return g_strdup_printf ("%" PRId64, value);
 }
 
 /* Wiping. */

@@ -1243,8 +1243,8 @@ gchat_rsa_key_wrap (GchatRsaKey *self, const guint8 *data, gsize len, const char
   if (len == 0 || len > size - OAEP_OVERHEAD)
     {
       g_set_error (error, GCHAT_RSA_KEY_ERROR, GCHAT_RSA_KEY_ERROR_FAILED,
-                   _("Cannot wrap %" G_GSIZE_FORMAT " bytes with a %u-bit RSA key: it takes "
-                     "from 1 to %" G_GSIZE_FORMAT " bytes."),
+                   _("Cannot wrap %zu bytes with a %u-bit RSA key: it takes "
+                     "from 1 to %zu bytes."),
                    len, self->bits, size - OAEP_OVERHEAD);
       return NULL;
     }

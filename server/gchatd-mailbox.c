@@ -46,6 +46,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -646,7 +647,7 @@ get_msg_id (JsonObject *object,
     return FALSE;
   if (!g_ascii_string_to_unsigned (text, 10, 0, G_MAXUINT64, out, NULL))
     return set_detail (error, _("“%s” is not a 64-bit number in decimal"), "msg_id");
-  g_snprintf (canonical, sizeof canonical, "%" G_GUINT64_FORMAT, *out);
+  g_snprintf (canonical, sizeof canonical, "%" PRIu64, *out);
   if (strcmp (canonical, text) != 0)
     return set_detail (error, _("“%s” is not a 64-bit number in decimal"), "msg_id");
 
@@ -763,7 +764,7 @@ parse_root (JsonNode    *root,
   if (!check_members (object, members, error) || !get_int (object, "version", 0, &version, error))
     return FALSE;
   if (version != FORMAT_VERSION)
-    return set_detail (error, _("it is in format %" G_GINT64_FORMAT ", and this gchatd reads "
+    return set_detail (error, _("it is in format %" PRId64 ", and this gchatd reads "
                                 "only format %d"),
                        version, FORMAT_VERSION);
   if (!get_string (object, "user", &user, error))
@@ -1008,7 +1009,7 @@ static JsonNode *
 mail_to_json (const GchatdMail *mail)
 {
   g_autoptr (JsonObject) object = json_object_new ();
-  g_autofree char *msg_id = g_strdup_printf ("%" G_GUINT64_FORMAT, mail->msg_id);
+  g_autofree char *msg_id = g_strdup_printf ("%" PRIu64, mail->msg_id);
 
   json_object_set_int_member (object, "id", (gint64) mail->id);
   json_object_set_string_member (object, "sender", mail->sender);
@@ -1024,7 +1025,7 @@ static JsonNode *
 receipt_to_json (const GchatdMailReceipt *receipt)
 {
   g_autoptr (JsonObject) object = json_object_new ();
-  g_autofree char *msg_id = g_strdup_printf ("%" G_GUINT64_FORMAT, receipt->msg_id);
+  g_autofree char *msg_id = g_strdup_printf ("%" PRIu64, receipt->msg_id);
 
   json_object_set_int_member (object, "id", (gint64) receipt->id);
   json_object_set_string_member (object, "sender", receipt->sender);

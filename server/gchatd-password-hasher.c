@@ -630,9 +630,8 @@ gchatd_password_hasher_verify_async (GchatdPasswordHasher    *self,
     {
       g_task_return_new_error (task, GCHATD_PASSWORD_HASHER_ERROR,
                                GCHATD_PASSWORD_HASHER_ERROR_INVALID_ARGUMENT,
-                               _("The stored password record is damaged: a salt of %"
-                                 G_GSIZE_FORMAT " bytes and a hash of %" G_GSIZE_FORMAT
-                                 " bytes (expected %u–%u and %u–%u)"),
+                               _("The stored password record is damaged: a salt of %zu "
+                                 "bytes and a hash of %zu bytes (expected %u–%u and %u–%u)"),
                                salt_len, hash_len,
                                (guint) GCHATD_PASSWORD_HASHER_MIN_SALT_SIZE,
                                (guint) GCHATD_PASSWORD_HASHER_MAX_SALT_SIZE,

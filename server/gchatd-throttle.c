@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include <gio/gio.h>
@@ -227,7 +228,7 @@ table_note_failure (Table      *table,
       g_autofree char *printable = printable_key (key);
 
       record->locked_until_us = saturating_add (now_us, delay_us);
-      g_debug ("Log-ins for the %s “%s” held back for %" G_GINT64_FORMAT " s after %u failures",
+      g_debug ("Log-ins for the %s “%s” held back for %" PRId64 " s after %u failures",
                table->what, printable, delay_us / USEC_PER_SEC, record->failures);
     }
   g_queue_push_tail_link (table_queue_of (table, record), &record->link);

@@ -15,6 +15,8 @@
 #include <glib/gi18n-lib.h>
 #include <glib/gstdio.h>
 
+#include "gchat-file.h"
+
 /* We never generate larger keys; bounding what we accept keeps a hostile public key from making
  * every wrap (and every DER number we read) arbitrarily expensive. */
 #define RSA_MAX_BITS         16384
@@ -662,71 +664,17 @@ read_key_file (const char *path, gboolean is_private, gsize *len, GError **error
   return data;
 }
 
+/* A crash leaves either the old file or the complete new one, never a half-written key. */
 static gboolean
-write_all (int fd, const char *data, gsize len)
+write_key_file (const char *path, const char *data, gsize len, int mode, GError **error)
 {
-  while (len > 0)
-    {
-      gssize written = write (fd, data, len);
+  g_autoptr(GError) local_error = NULL;
 
-      if (written < 0 && errno == EINTR)
-        continue;
-      if (written < 0)
-        return FALSE;
-      data += written;
-      len -= written;
-    }
-  return TRUE;
-}
-
-/* Makes the rename itself survive a crash. */
-static gboolean
-sync_folder_of (const char *path, GError **error)
-{
-  g_autofree char *folder = g_path_get_dirname (path);
-  int fd = g_open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  int errsv;
-
-  if (fd < 0)
-    return set_errno_error (error, errno, _("Could not open the folder of “%s”"), path);
-  /* Some file systems cannot sync a folder and say so with EINVAL; there is nothing to do. */
-  if (fsync (fd) != 0 && errno != EINVAL)
-    {
-      errsv = errno;
-      close (fd);
-      return set_errno_error (error, errsv, _("Could not save “%s” to disk"), path);
-    }
-  close (fd);
-  return TRUE;
-}
-
-/* A temporary file in the same folder is renamed over @path, so a crash leaves either the old
- * file or the complete new one, never a half-written key. */
-static gboolean
-write_file_atomically (const char *path, const char *data, gsize len, mode_t mode,
-                       GError **error)
-{
-  g_autofree char *tmp_path = g_strconcat (path, ".XXXXXX", NULL);
-  int fd = g_mkstemp_full (tmp_path, O_WRONLY | O_CLOEXEC, mode);
-  int errsv;
-
-  if (fd < 0)
-    return set_errno_error (error, errno, _("Could not create a file next to “%s”"), path);
-  /* The mode given at creation is reduced by the umask; the key's mode must not depend on it. */
-  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
-    {
-      errsv = errno;
-      close (fd);
-      g_unlink (tmp_path);
-      return set_errno_error (error, errsv, _("Could not write “%s”"), path);
-    }
-  if (close (fd) != 0 || g_rename (tmp_path, path) != 0)
-    {
-      errsv = errno;
-      g_unlink (tmp_path);
-      return set_errno_error (error, errsv, _("Could not write “%s”"), path);
-    }
-  return sync_folder_of (path, error);
+  if (gchat_file_replace (path, data, len, mode, &local_error))
+    return TRUE;
+  g_set_error (error, G_IO_ERROR, local_error->code, _("Could not write “%s”: %s"), path,
+               local_error->message);
+  return FALSE;
 }
 
 /* Keys. */
@@ -1111,7 +1059,7 @@ gchat_rsa_key_save_private (GchatRsaKey *self, const char *path, GError **error)
   der = encode_private_der (&pkcs1, &der_len);
   pem = pem_encode (der, der_len, PEM_PRIVATE_LABEL, &pem_len);
   wipe_free (der, der_len);
-  ok = write_file_atomically (path, pem, pem_len, 0600, error);
+  ok = write_key_file (path, pem, pem_len, 0600, error);
   wipe_free (pem, pem_len);
   return ok;
 }
@@ -1127,7 +1075,7 @@ gchat_rsa_key_save_public (GchatRsaKey *self, const char *path, GError **error)
 
   pem = pem_encode (g_bytes_get_data (self->public_der, NULL),
                     g_bytes_get_size (self->public_der), PEM_PUBLIC_LABEL, &pem_len);
-  return write_file_atomically (path, pem, pem_len, 0644, error);
+  return write_key_file (path, pem, pem_len, 0644, error);
 }
 
 gboolean

@@ -58,6 +58,7 @@
 #include <json-glib/json-glib.h>
 
 #include "gchat-crypto.h"
+#include "gchat-file.h"
 #include "gchat-json.h"
 #include "gchatd-mailbox.h"
 #include "gchatd-user-store.h"
@@ -1074,89 +1075,13 @@ serialize (const char *key,
 }
 
 static gboolean
-set_save_error (GError    **error,
-                const char *path,
-                int         saved_errno)
+set_save_error (GError     **error,
+                const char  *path,
+                const char  *reason)
 {
   g_set_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_IO,
-               _("Could not save the mailbox “%s”: %s"), path, g_strerror (saved_errno));
+               _("Could not save the mailbox “%s”: %s"), path, reason);
   return FALSE;
-}
-
-static gboolean
-write_all (int         fd,
-           const char *data,
-           gsize       len)
-{
-  while (len > 0)
-    {
-      gssize n = write (fd, data, len);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        {
-          /* A regular file never takes nothing without an error; do not loop on it. */
-          if (n == 0)
-            errno = ENOSPC;
-          return FALSE;
-        }
-      data += n;
-      len -= n;
-    }
-
-  return TRUE;
-}
-
-/* Makes a rename or an unlink durable. Some file systems cannot sync a folder (EINVAL); they
- * have nothing to sync there either. */
-static gboolean
-sync_folder (const char *path,
-             GError    **error)
-{
-  g_autofree char *folder = g_path_get_dirname (path);
-  int fd = g_open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  int saved_errno;
-
-  if (fd < 0)
-    return set_save_error (error, path, errno);
-  saved_errno = fsync (fd) == 0 ? 0 : errno;
-  close (fd);
-  if (saved_errno != 0 && saved_errno != EINVAL)
-    return set_save_error (error, path, saved_errno);
-
-  return TRUE;
-}
-
-/* Writes @data to a new temporary file beside @path and renames it over @path, so that the file
- * is at every moment either the old one or the new one, whole. */
-static gboolean
-replace_file (const char *path,
-              const char *data,
-              gsize       len,
-              GError    **error)
-{
-  g_autofree char *temp = g_strconcat (path, ".XXXXXX", NULL);
-  int fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, 0600);
-  int saved_errno = 0;
-
-  if (fd < 0)
-    return set_save_error (error, path, errno);
-
-  if (fchmod (fd, 0600) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
-    saved_errno = errno;
-  if (close (fd) != 0 && saved_errno == 0)
-    saved_errno = errno;
-  if (saved_errno == 0 && rename (temp, path) != 0)
-    saved_errno = errno;
-
-  if (saved_errno != 0)
-    {
-      g_unlink (temp);
-      return set_save_error (error, path, saved_errno);
-    }
-
-  return sync_folder (path, error);
 }
 
 /* Saves one user's box, or deletes its file when nothing is left in it. */
@@ -1167,23 +1092,26 @@ save_box (const char *path,
           GPtrArray  *receipts,
           GError    **error)
 {
+  g_autoptr (GError) local_error = NULL;
   GString *text;
   gboolean ok;
 
   if (mail->len == 0 && receipts->len == 0)
     {
       if (g_unlink (path) != 0 && errno != ENOENT)
-        return set_save_error (error, path, errno);
-      return sync_folder (path, error);
+        return set_save_error (error, path, g_strerror (errno));
+      ok = gchat_file_sync_folder (path, &local_error);
+    }
+  else
+    {
+      /* The text is message bodies: wipe it rather than leave it in freed memory. */
+      text = serialize (key, mail, receipts);
+      ok = gchat_file_replace (path, text->str, text->len, 0600, &local_error);
+      gchat_memzero (text->str, text->len);
+      g_string_free (text, TRUE);
     }
 
-  /* The text is message bodies: wipe it rather than leave it in freed memory. */
-  text = serialize (key, mail, receipts);
-  ok = replace_file (path, text->str, text->len, error);
-  gchat_memzero (text->str, text->len);
-  g_string_free (text, TRUE);
-
-  return ok;
+  return ok || set_save_error (error, path, local_error->message);
 }
 
 /* Changes and the writer ----------------------------------------------------------------------- */

@@ -46,6 +46,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "gchat-file.h"
 #include "gchat-json.h"
 #include "gchatd-user-store.h"
 
@@ -891,99 +892,17 @@ serialize (GPtrArray *records)
 }
 
 static gboolean
-set_save_error (GError    **error,
-                const char *path,
-                int         saved_errno)
-{
-  g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_IO,
-               _("Could not save the user database “%s”: %s"), path, g_strerror (saved_errno));
-  return FALSE;
-}
-
-static gboolean
-write_all (int         fd,
-           const char *data,
-           gsize       len)
-{
-  while (len > 0)
-    {
-      gssize n = write (fd, data, len);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        {
-          /* A regular file never takes nothing without an error; do not loop on it. */
-          if (n == 0)
-            errno = ENOSPC;
-          return FALSE;
-        }
-      data += n;
-      len -= n;
-    }
-
-  return TRUE;
-}
-
-/* Makes the rename itself durable. Some file systems cannot sync a folder (EINVAL); they have
- * nothing to sync there either. */
-static gboolean
-sync_folder (const char *path,
-             GError    **error)
-{
-  g_autofree char *folder = g_path_get_dirname (path);
-  int fd = g_open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  int saved_errno;
-
-  if (fd < 0)
-    return set_save_error (error, path, errno);
-  saved_errno = fsync (fd) == 0 ? 0 : errno;
-  close (fd);
-  if (saved_errno != 0 && saved_errno != EINVAL)
-    return set_save_error (error, path, saved_errno);
-
-  return TRUE;
-}
-
-/* Writes @data to a new temporary file beside @path and renames it over @path, so that the file
- * is at every moment either the old one or the new one, whole. */
-static gboolean
-replace_file (const char *path,
-              const char *data,
-              gsize       len,
-              GError    **error)
-{
-  g_autofree char *temp = g_strconcat (path, ".XXXXXX", NULL);
-  int fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, 0600);
-  int saved_errno = 0;
-
-  if (fd < 0)
-    return set_save_error (error, path, errno);
-
-  /* fchmod because the umask may have taken bits from 0600, which the owner needs. */
-  if (fchmod (fd, 0600) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
-    saved_errno = errno;
-  if (close (fd) != 0 && saved_errno == 0)
-    saved_errno = errno;
-  if (saved_errno == 0 && rename (temp, path) != 0)
-    saved_errno = errno;
-
-  if (saved_errno != 0)
-    {
-      g_unlink (temp);
-      return set_save_error (error, path, saved_errno);
-    }
-
-  return sync_folder (path, error);
-}
-
-static gboolean
 save_records (const char *path,
               GPtrArray  *records,
               GError    **error)
 {
   GString *text = serialize (records);
-  gboolean ok = replace_file (path, text->str, text->len, error);
+  g_autoptr (GError) local_error = NULL;
+  gboolean ok = gchat_file_replace (path, text->str, text->len, 0600, &local_error);
+
+  if (!ok)
+    g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_IO,
+                 _("Could not save the user database “%s”: %s"), path, local_error->message);
 
   gchat_memzero (text->str, text->len);
   g_string_free (text, TRUE);

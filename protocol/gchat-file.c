@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+/* Files replaced whole and durably: a crash leaves the old file or the new one, never a mix. */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+
+#include "gchat-file.h"
+
+static gboolean
+set_errno_error (GError **error,
+                 int      saved_errno)
+{
+  g_set_error_literal (error, G_IO_ERROR, g_io_error_from_errno (saved_errno),
+                       g_strerror (saved_errno));
+  return FALSE;
+}
+
+static gboolean
+write_all (int           fd,
+           const guint8 *data,
+           gsize         len)
+{
+  while (len > 0)
+    {
+      gssize n = write (fd, data, len);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          /* A regular file never takes nothing without an error; do not loop on it. */
+          if (n == 0)
+            errno = ENOSPC;
+          return FALSE;
+        }
+      data += n;
+      len -= n;
+    }
+  return TRUE;
+}
+
+gboolean
+gchat_file_sync_folder (const char  *path,
+                        GError     **error)
+{
+  g_autofree char *folder = g_path_get_dirname (path);
+  int fd = g_open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  int saved_errno;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  if (fd < 0)
+    return set_errno_error (error, errno);
+  saved_errno = fsync (fd) == 0 ? 0 : errno;
+  close (fd);
+  if (saved_errno != 0 && saved_errno != EINVAL)
+    return set_errno_error (error, saved_errno);
+  return TRUE;
+}
+
+gboolean
+gchat_file_replace (const char     *path,
+                    gconstpointer   data,
+                    gsize           len,
+                    int             mode,
+                    GError        **error)
+{
+  g_autofree char *temp = NULL;
+  int fd;
+  int saved_errno = 0;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+
+  temp = g_strconcat (path, ".XXXXXX", NULL);
+  fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, mode);
+  if (fd < 0)
+    return set_errno_error (error, errno);
+
+  /* fchmod: the umask may have taken bits from @mode that the file must have. */
+  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
+    saved_errno = errno;
+  if (close (fd) != 0 && saved_errno == 0)
+    saved_errno = errno;
+  if (saved_errno == 0 && g_rename (temp, path) != 0)
+    saved_errno = errno;
+  if (saved_errno != 0)
+    {
+      g_unlink (temp);
+      return set_errno_error (error, saved_errno);
+    }
+  return gchat_file_sync_folder (path, error);
+}

@@ -881,15 +881,6 @@ test_max_clients (Fixture       *fixture,
 
 /* Tests: the socket ---------------------------------------------------------------------------- */
 
-static guint
-file_mode (const char *path)
-{
-  struct stat st;
-
-  g_assert_no_errno (lstat (path, &st));
-  return st.st_mode & 07777;
-}
-
 static void
 test_socket_file (Fixture       *fixture,
                   gconstpointer  user_data)
@@ -901,8 +892,8 @@ test_socket_file (Fixture       *fixture,
   g_autoptr (GSocketAddress) address = g_unix_socket_address_new (path);
   g_autoptr (GError) error = NULL;
 
-  g_assert_cmphex (file_mode (path), ==, 0600);
-  g_assert_cmphex (file_mode (folder), ==, 0700);
+  g_assert_cmphex (gchat_test_file_mode (path), ==, 0600);
+  g_assert_cmphex (gchat_test_file_mode (folder), ==, 0700);
 
   /* A live control keeps its socket: a second one refuses to start. */
   g_assert_false (gchatd_control_start (second, path, &error));
@@ -922,7 +913,7 @@ test_socket_file (Fixture       *fixture,
   g_socket_close (stale, NULL);
   g_assert_true (gchatd_control_start (second, path, &error));
   g_assert_no_error (error);
-  g_assert_cmphex (file_mode (path), ==, 0600);
+  g_assert_cmphex (gchat_test_file_mode (path), ==, 0600);
   gchatd_control_stop (second);
 
   /* Anything else in its place is left alone. */

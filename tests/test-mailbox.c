@@ -54,53 +54,6 @@ box_file (Fixture    *fixture,
   return g_build_filename (fixture->folder, name, NULL);
 }
 
-/* g_ptr_array_sort() passes pointers to the elements. */
-static int
-compare_names (gconstpointer a,
-               gconstpointer b)
-{
-  return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
-/* The names in the mailbox folder, sorted, joined by spaces: shows leftover temporary files. */
-static char *
-list_folder (Fixture *fixture)
-{
-  g_autoptr (GDir) dir = g_dir_open (fixture->folder, 0, NULL);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  const char *name;
-
-  g_assert_nonnull (dir);
-  while ((name = g_dir_read_name (dir)) != NULL)
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, compare_names);
-  g_ptr_array_add (names, NULL);
-
-  return g_strjoinv (" ", (char **) names->pdata);
-}
-
-static GBytes *
-read_bytes (const char *path)
-{
-  g_autoptr (GError) error = NULL;
-  char *contents = NULL;
-  gsize len = 0;
-
-  g_file_get_contents (path, &contents, &len, &error);
-  g_assert_no_error (error);
-
-  return g_bytes_new_take (contents, len);
-}
-
-static guint
-file_mode (const char *path)
-{
-  GStatBuf st;
-
-  g_assert_no_errno (g_stat (path, &st));
-  return st.st_mode & 07777;
-}
-
 /* Results of changes --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -270,7 +223,7 @@ test_post_and_reload (Fixture       *fixture,
   g_auto (Results) results;
 
   results_init (&results);
-  g_assert_cmpuint (file_mode (fixture->folder), ==, 0700);
+  g_assert_cmpuint (gchat_test_file_mode (fixture->folder), ==, 0700);
   post (mailbox, "Alice", "bob", G_MAXUINT64, texts[0], &results);
   post (mailbox, "alice", "Carol", 7, texts[1], &results);
   post (mailbox, "ALICE", "bob", 0, texts[2], &results);
@@ -280,7 +233,7 @@ test_post_and_reload (Fixture       *fixture,
   g_assert_cmpuint (results.n_failed, ==, 0);
   g_assert_cmpuint (gchatd_mail_get_id (g_ptr_array_index (results.mail, 0)), <,
                     gchatd_mail_get_id (g_ptr_array_index (results.mail, 2)));
-  g_assert_cmpuint (file_mode (path), ==, 0600);
+  g_assert_cmpuint (gchat_test_file_mode (path), ==, 0600);
 
   reloaded = load (fixture);
   g_clear_pointer (&held, g_ptr_array_unref);
@@ -304,7 +257,7 @@ test_folder_mode (Fixture       *fixture,
   g_assert_no_errno (g_mkdir (fixture->folder, 0755));
   g_assert_no_errno (g_chmod (fixture->folder, 0755));
   mailbox = load (fixture);
-  g_assert_cmpuint (file_mode (fixture->folder), ==, 0700);
+  g_assert_cmpuint (gchat_test_file_mode (fixture->folder), ==, 0700);
 }
 
 static void
@@ -328,12 +281,12 @@ test_limit_count (Fixture       *fixture,
   g_assert_error (results.last_error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_FULL);
   g_assert_nonnull (strstr (results.last_error->message, "The mailbox of “bob” is full"));
 
-  before = read_bytes (path);
+  before = gchat_test_read_bytes (path);
   n_writes = gchatd_mailbox_get_n_writes (mailbox);
   error = post_and_wait (mailbox, "BOB", "y", 1);
   g_assert_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_FULL);
   g_assert_cmpuint (gchatd_mailbox_get_n_writes (mailbox), ==, n_writes);
-  after = read_bytes (path);
+  after = gchat_test_read_bytes (path);
   g_assert_true (g_bytes_equal (before, after));
 }
 
@@ -390,7 +343,7 @@ test_invalid_text (Fixture       *fixture,
   g_assert_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
 
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "");
   g_assert_cmpuint (gchatd_mailbox_get_n_writes (mailbox), ==, 0);
 }
@@ -455,7 +408,7 @@ test_remove (Fixture       *fixture,
     ids[i] = gchatd_mail_get_id (g_ptr_array_index (held, i));
   removed = remove_and_wait (reloaded, "dave", ids, 3);
   g_assert_cmpuint (removed->len, ==, 3);
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "");
 }
 
@@ -651,7 +604,7 @@ test_corrupt (Fixture       *fixture,
       g_assert_nonnull (strstr (error->message, c->expected));
 
       /* Untouched: same bytes, same mode. */
-      after = read_bytes (path);
+      after = gchat_test_read_bytes (path);
       g_assert_cmpmem (g_bytes_get_data (after, NULL), g_bytes_get_size (after), c->contents,
                        strlen (c->contents));
       g_assert_no_errno (g_stat (path, &st));
@@ -697,7 +650,7 @@ test_save_fails_on_rename (Fixture       *fixture,
   g_clear_error (&error);
   held = gchatd_mailbox_peek (mailbox, "bob");
   g_assert_cmpuint (held->len, ==, 0);
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "bob.json");
 
   /* The reservation was given back, and saving works again once the folder is gone. */
@@ -730,7 +683,7 @@ test_save_fails_on_write (Fixture       *fixture,
   post (mailbox, "alice", "bob", 2, "second", &results);
   wait_for (&results, 2);
   g_assert_cmpuint (results.n_failed, ==, 0);
-  before = read_bytes (path);
+  before = gchat_test_read_bytes (path);
 
   g_assert_no_errno (getrlimit (RLIMIT_FSIZE, &saved));
   limit = saved;
@@ -747,9 +700,9 @@ test_save_fails_on_write (Fixture       *fixture,
   g_assert_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_IO);
   g_assert_nonnull (strstr (error->message, path));
   g_assert_error (results.last_error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_IO);
-  after = read_bytes (path);
+  after = gchat_test_read_bytes (path);
   g_assert_true (g_bytes_equal (before, after));
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "alice.json");
   held = gchatd_mailbox_peek (mailbox, "alice");
   g_assert_cmpuint (held->len, ==, 2);
@@ -797,7 +750,7 @@ test_hostile_names (Fixture       *fixture,
       g_assert_cmpuint (held->len, ==, 0);
     }
 
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "");
   g_assert_cmpuint (gchatd_mailbox_get_n_writes (mailbox), ==, 0);
 
@@ -811,7 +764,7 @@ test_hostile_names (Fixture       *fixture,
   error = post_and_wait (mailbox, "A.b_C-d", "hi", 2);
   g_assert_no_error (error);
   g_clear_pointer (&folder, g_free);
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->folder);
   g_assert_cmpstr (folder, ==, "a.b_c-d.json zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz.json");
 }
 

@@ -129,15 +129,6 @@ fixture_path (Fixture *fixture, const char *name)
   return g_build_filename (fixture->dir, name, NULL);
 }
 
-static guint
-file_mode (const char *path)
-{
-  GStatBuf st;
-
-  g_assert_cmpint (g_stat (path, &st), ==, 0);
-  return st.st_mode & 07777;
-}
-
 static void
 write_file (const char *path, const void *data, gsize len, int mode)
 {
@@ -405,12 +396,12 @@ test_files_modes (Fixture *fixture, gconstpointer user_data)
   /* The modes must not depend on the umask, whether it is permissive or strict. */
   old_umask = umask (0);
   save_key (key, private_path, public_path);
-  g_assert_cmpuint (file_mode (private_path), ==, 0600);
-  g_assert_cmpuint (file_mode (public_path), ==, 0644);
+  g_assert_cmpuint (gchat_test_file_mode (private_path), ==, 0600);
+  g_assert_cmpuint (gchat_test_file_mode (public_path), ==, 0644);
   umask (0077);
   save_key (key, private_path, public_path);
-  g_assert_cmpuint (file_mode (private_path), ==, 0600);
-  g_assert_cmpuint (file_mode (public_path), ==, 0644);
+  g_assert_cmpuint (gchat_test_file_mode (private_path), ==, 0600);
+  g_assert_cmpuint (gchat_test_file_mode (public_path), ==, 0644);
   umask (old_umask);
 
   /* Saving over the old files leaves no temporary file behind. */
@@ -513,18 +504,6 @@ skip_without_openssl (void)
   return TRUE;
 }
 
-static GBytes *
-read_bytes (const char *path)
-{
-  g_autoptr(GError) error = NULL;
-  char *data = NULL;
-  gsize len = 0;
-
-  g_file_get_contents (path, &data, &len, &error);
-  g_assert_no_error (error);
-  return g_bytes_new_take (data, len);
-}
-
 /* OpenSSL reads our files, and we read what OpenSSL writes. */
 static void
 test_openssl_files (Fixture *fixture, gconstpointer user_data)
@@ -549,7 +528,7 @@ test_openssl_files (Fixture *fixture, gconstpointer user_data)
   run_openssl (NULL, &error, "pkey", "-pubin", "-in", public_path, "-outform", "der", "-out",
                der_path, NULL);
   g_assert_no_error (error);
-  openssl_der = read_bytes (der_path);
+  openssl_der = gchat_test_read_bytes (der_path);
   g_assert_true (g_bytes_equal (der, openssl_der));
   run_openssl (&output, &error, "rsa", "-check", "-noout", "-in", private_path, NULL);
   g_assert_no_error (error);
@@ -609,7 +588,7 @@ test_openssl_oaep (Fixture *fixture, gconstpointer user_data)
                "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", "-pkeyopt", label_option,
                NULL);
   g_assert_no_error (error);
-  wrapped = read_bytes (wrapped_path);
+  wrapped = gchat_test_read_bytes (wrapped_path);
   g_assert_true (gchat_rsa_key_unwrap (key, g_bytes_get_data (wrapped, NULL),
                                        g_bytes_get_size (wrapped), TEST_LABEL, out, sizeof out,
                                        &error));
@@ -626,7 +605,7 @@ test_openssl_oaep (Fixture *fixture, gconstpointer user_data)
                "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256", "-pkeyopt", label_option,
                NULL);
   g_assert_no_error (error);
-  plain = read_bytes (plain_path);
+  plain = gchat_test_read_bytes (plain_path);
   g_assert_cmpmem (g_bytes_get_data (plain, NULL), g_bytes_get_size (plain), secret,
                    sizeof secret);
 }

@@ -48,53 +48,6 @@ fixture_tear_down (Fixture       *fixture,
   g_free (fixture->path);
 }
 
-/* g_ptr_array_sort() hands the comparison pointers to the elements. */
-static int
-compare_names (gconstpointer a,
-               gconstpointer b)
-{
-  return g_strcmp0 (*(char * const *) a, *(char * const *) b);
-}
-
-/* The names in the fixture folder, sorted, joined by spaces: shows leftover temporary files. */
-static char *
-list_folder (Fixture *fixture)
-{
-  g_autoptr (GDir) dir = g_dir_open (fixture->dir, 0, NULL);
-  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  const char *name;
-
-  g_assert_nonnull (dir);
-  while ((name = g_dir_read_name (dir)) != NULL)
-    g_ptr_array_add (names, g_strdup (name));
-  g_ptr_array_sort (names, compare_names);
-  g_ptr_array_add (names, NULL);
-
-  return g_strjoinv (" ", (char **) names->pdata);
-}
-
-static GBytes *
-read_bytes (const char *path)
-{
-  g_autoptr (GError) error = NULL;
-  char *contents = NULL;
-  gsize len = 0;
-
-  g_file_get_contents (path, &contents, &len, &error);
-  g_assert_no_error (error);
-
-  return g_bytes_new_take (contents, len);
-}
-
-static guint
-file_mode (const char *path)
-{
-  GStatBuf st;
-
-  g_assert_no_errno (g_stat (path, &st));
-  return st.st_mode & 07777;
-}
-
 /* Adds ----------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -273,12 +226,12 @@ test_file_mode (Fixture       *fixture,
   error = add_and_wait (store, "alice");
   umask (saved_umask);
   g_assert_no_error (error);
-  g_assert_cmphex (file_mode (fixture->path), ==, 0600);
+  g_assert_cmphex (gchat_test_file_mode (fixture->path), ==, 0600);
 
   /* A file made readable by others (copied in by hand, say) is fixed when loaded. */
   g_assert_no_errno (g_chmod (fixture->path, 0644));
   reloaded = load (fixture);
-  g_assert_cmphex (file_mode (fixture->path), ==, 0600);
+  g_assert_cmphex (gchat_test_file_mode (fixture->path), ==, 0600);
   g_assert_cmpuint (gchatd_user_store_get_n_users (reloaded), ==, 1);
 }
 
@@ -327,7 +280,7 @@ test_name_taken (Fixture       *fixture,
   error = add_and_wait (store, "bob");
   g_assert_no_error (error);
   before = gchatd_user_store_lookup (store, "bob");
-  file_before = read_bytes (fixture->path);
+  file_before = gchat_test_read_bytes (fixture->path);
 
   error = add_and_wait (store, "Bob");
   g_assert_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_NAME_TAKEN);
@@ -337,7 +290,7 @@ test_name_taken (Fixture       *fixture,
   /* Nothing was written, and bob is as he was, in memory and on disk. */
   g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 1);
   g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 1);
-  file_after = read_bytes (fixture->path);
+  file_after = gchat_test_read_bytes (fixture->path);
   g_assert_true (g_bytes_equal (file_before, file_after));
   after = gchatd_user_store_lookup (store, "BOB");
   g_assert_true (after == before);
@@ -633,10 +586,10 @@ check_corrupt (Fixture    *fixture,
                  || strstr (error->message, "top level") != NULL);
 
   /* Left exactly as it was: same bytes, same mode, nothing beside it. */
-  after = read_bytes (fixture->path);
+  after = gchat_test_read_bytes (fixture->path);
   g_assert_true (g_bytes_equal (before, after));
-  g_assert_cmphex (file_mode (fixture->path), ==, 0644);
-  folder = list_folder (fixture);
+  g_assert_cmphex (gchat_test_file_mode (fixture->path), ==, 0644);
+  folder = gchat_test_list_folder (fixture->dir);
   g_assert_cmpstr (folder, ==, "users.json");
 }
 
@@ -735,7 +688,7 @@ test_save_fails_on_rename (Fixture       *fixture,
   error = add_and_wait (store, "bob");
   assert_failed_cleanly (fixture, store, error, "bob", 0);
   g_clear_error (&error);
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->dir);
   g_assert_cmpstr (folder, ==, "users.json");
   g_assert_true (g_file_test (fixture->path, G_FILE_TEST_IS_DIR));
 
@@ -763,7 +716,7 @@ test_save_fails_on_write (Fixture       *fixture,
 
   error = add_and_wait (store, "alice");
   g_assert_no_error (error);
-  before = read_bytes (fixture->path);
+  before = gchat_test_read_bytes (fixture->path);
 
   g_assert_no_errno (getrlimit (RLIMIT_FSIZE, &saved));
   limit = saved;
@@ -776,9 +729,9 @@ test_save_fails_on_write (Fixture       *fixture,
 
   assert_failed_cleanly (fixture, store, error, "bob", 1);
   g_clear_error (&error);
-  after = read_bytes (fixture->path);
+  after = gchat_test_read_bytes (fixture->path);
   g_assert_true (g_bytes_equal (before, after));
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->dir);
   g_assert_cmpstr (folder, ==, "users.json");
 
   error = add_and_wait (store, "bob");
@@ -1068,7 +1021,7 @@ test_change_fails_cleanly (Fixture       *fixture,
 
   assert_added (store, "grace");
   before = gchatd_user_store_lookup (store, "grace");
-  file_before = read_bytes (fixture->path);
+  file_before = gchat_test_read_bytes (fixture->path);
 
   g_assert_no_errno (getrlimit (RLIMIT_FSIZE, &saved));
   limit = saved;
@@ -1090,9 +1043,9 @@ test_change_fails_cleanly (Fixture       *fixture,
   g_assert_true (after == before);
   g_assert_cmpuint (gchatd_user_store_get_n_users (store), ==, 1);
   g_assert_cmpuint (gchatd_user_store_get_n_writes (store), ==, 1);
-  file_after = read_bytes (fixture->path);
+  file_after = gchat_test_read_bytes (fixture->path);
   g_assert_true (g_bytes_equal (file_before, file_after));
-  folder = list_folder (fixture);
+  folder = gchat_test_list_folder (fixture->dir);
   g_assert_cmpstr (folder, ==, "users.json");
 
   assert_removed (store, "grace");

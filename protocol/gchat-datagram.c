@@ -48,8 +48,7 @@ struct _GchatPeerKeys
   ReplayWindow window;
 };
 
-/* @receive is @send itself in the first form (gchat_endpoint_key_new()), a key of its own for
- * a session, whose two directions never share a key and so never a nonce. */
+/* The two directions of a session never share a key, and so never a nonce. */
 struct _GchatEndpointKey
 {
   GchatAead   *send;
@@ -580,25 +579,6 @@ gchat_peer_keys_open (GchatPeerKeys      *self,
 
 /* ---- Endpoint key ---- */
 
-GchatEndpointKey *
-gchat_endpoint_key_new (const guint8  key[32],
-                        GError      **error)
-{
-  GchatAead *aead;
-  GchatEndpointKey *self;
-
-  g_return_val_if_fail (key != NULL, NULL);
-  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
-
-  aead = gchat_aead_new (key, error);
-  if (aead == NULL)
-    return NULL;
-  self = g_new0 (GchatEndpointKey, 1);
-  self->send = aead;
-  self->receive = aead;
-  return self;
-}
-
 /* HKDF-Expand(key, label, 32) made into an AEAD handle, the key wiped at once. */
 static GchatAead *
 endpoint_direction_aead (const guint8  key[GCHAT_KEY_SIZE],
@@ -660,8 +640,6 @@ gchat_endpoint_key_free (GchatEndpointKey *self)
 {
   if (self == NULL)
     return;
-  if (self->receive == self->send)
-    self->receive = NULL;
   g_clear_pointer (&self->receive, gchat_aead_free);
   g_clear_pointer (&self->send, gchat_aead_free);
   g_free (self);

@@ -113,14 +113,10 @@ GBytes        *gchat_peer_keys_open      (GchatPeerKeys      *self,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatPeerKeys, gchat_peer_keys_free)
 
-/* The key of one connection's endpoint datagrams in their first form: key id 0, direction 0,
- * sealed with @key itself, both ways. Sessions use gchat_endpoint_key_new_for_session() below,
- * which is what §7.5 now describes; this form stays for the code written against it. */
+/* The key of one session's endpoint datagrams (§7.5), made by
+ * gchat_endpoint_key_new_for_session() below. */
 typedef struct _GchatEndpointKey GchatEndpointKey;
 
-/* @key is the 32-byte export "endpoint" of the connection; it is copied into the AEAD. */
-GchatEndpointKey *gchat_endpoint_key_new  (const guint8        key[32],
-                                           GError            **error);
 void              gchat_endpoint_key_free (GchatEndpointKey   *self);
 GBytes           *gchat_endpoint_key_seal (GchatEndpointKey   *self,
                                            const guint8       *body,
@@ -148,7 +144,7 @@ GchatEndpointKey *gchat_endpoint_key_new_for_session (const guint8        key[32
                                                       guint32             endpoint_id,
                                                       GchatEndpointSide   side,
                                                       GError            **error);
-/* The key id of the datagrams this key seals and opens: 0 for gchat_endpoint_key_new(). */
+/* The key id (the session's endpoint id) of the datagrams this key seals and opens. */
 guint32           gchat_endpoint_key_get_endpoint_id (GchatEndpointKey   *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatEndpointKey, gchat_endpoint_key_free)

@@ -1051,7 +1051,7 @@ pair_key_get (GchatdServer     *self,
   pair = g_new0 (PairKey, 1);
   gchat_random_bytes (pair->key, sizeof pair->key);
   pair->key_id = self->next_key_id;
-  /* Key id 0 is the endpoint datagrams' (PROTOCOL.md §7.5). */
+  /* Ids count from 1 and skip 0 when they wrap: a key id is never 0, which reads as none. */
   self->next_key_id = self->next_key_id == G_MAXUINT32 ? 1 : self->next_key_id + 1;
   pair->expires = now + GCHATD_SERVER_PAIR_KEY_LIFETIME_S;
   pair->serial_lo = serial_lo;

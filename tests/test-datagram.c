@@ -601,17 +601,17 @@ test_endpoint_key (Pair          *pair,
 
   gchat_random_bytes (key, sizeof key);
   gchat_random_bytes (other, sizeof other);
-  client = gchat_endpoint_key_new (key, &error);
+  client = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_CLIENT, &error);
   g_assert_no_error (error);
-  server = gchat_endpoint_key_new (key, NULL);
-  stranger = gchat_endpoint_key_new (other, NULL);
+  server = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_SERVER, NULL);
+  stranger = gchat_endpoint_key_new_for_session (other, 7, GCHAT_ENDPOINT_SIDE_SERVER, NULL);
 
   datagram = gchat_endpoint_key_seal (client, (const guint8 *) "body", 4, &error);
   g_assert_no_error (error);
   bytes = g_bytes_get_data (datagram, &len);
   g_assert_true (gchat_datagram_peek_header (bytes, len, &header, NULL));
   g_assert_cmpint (header.kind, ==, GCHAT_DATAGRAM_KIND_ENDPOINT);
-  g_assert_cmpuint (header.key_id, ==, 0);
+  g_assert_cmpuint (header.key_id, ==, 7);
   g_assert_cmpuint (header.direction, ==, 0);
 
   body = gchat_endpoint_key_open (stranger, bytes, len, NULL, &error);
@@ -645,8 +645,8 @@ test_endpoint_every_bit (void)
   const guint8 *bytes;
 
   gchat_random_bytes (key, sizeof key);
-  client = gchat_endpoint_key_new (key, NULL);
-  server = gchat_endpoint_key_new (key, NULL);
+  client = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_CLIENT, NULL);
+  server = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_SERVER, NULL);
   datagram = gchat_endpoint_key_seal (client, (const guint8 *) "x", 1, NULL);
   bytes = g_bytes_get_data (datagram, &len);
   for (gsize bit = 0; bit < len * 8; bit++)
@@ -1171,7 +1171,7 @@ test_fuzz (Pair          *pair,
   guint iterations = g_test_slow () ? 100000 : 4000;
 
   gchat_random_bytes (key, sizeof key);
-  endpoint_key = gchat_endpoint_key_new (key, NULL);
+  endpoint_key = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_CLIENT, NULL);
   endpoint_from_string ("192.0.2.1", 5000, &endpoints[0]);
   endpoint_from_string ("2001:db8::2", 5001, &endpoints[1]);
   g_ptr_array_add (seeds, gchat_datagram_build_data (1, 0, 1, (const guint8 *) "hello", 5, NULL));

@@ -23,6 +23,14 @@ set_errno_error (GError **error,
 }
 
 static gboolean
+set_too_large (GError **error)
+{
+  g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
+                       "too large, or grew while it was read");
+  return FALSE;
+}
+
+static gboolean
 write_all (int           fd,
            const guint8 *data,
            gsize         len)
@@ -43,6 +51,50 @@ write_all (int           fd,
       data += n;
       len -= n;
     }
+  return TRUE;
+}
+
+gboolean
+gchat_file_read_fd (int      fd,
+                    gsize    max_size,
+                    char   **contents,
+                    gsize   *len,
+                    GError **error)
+{
+  struct stat st;
+  g_autofree char *buffer = NULL;
+  gsize size, filled = 0;
+  gssize n;
+
+  g_return_val_if_fail (contents != NULL && len != NULL, FALSE);
+
+  if (fstat (fd, &st) != 0)
+    return set_errno_error (error, errno);
+  if (!S_ISREG (st.st_mode))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                           "not a regular file");
+      return FALSE;
+    }
+  if ((guint64) st.st_size > max_size)
+    return set_too_large (error);
+
+  /* Room for one byte more than the size, to notice a file that grew while it was read. */
+  size = (gsize) st.st_size;
+  buffer = g_malloc (size + 2);
+  while ((n = read (fd, buffer + filled, size + 1 - filled)) != 0)
+    {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return set_errno_error (error, errno);
+      filled += n;
+      if (filled > size)
+        return set_too_large (error);
+    }
+  buffer[filled] = '\0';
+  *contents = g_steal_pointer (&buffer);
+  *len = filled;
   return TRUE;
 }
 

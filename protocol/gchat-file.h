@@ -7,6 +7,16 @@
 
 G_BEGIN_DECLS
 
+/* Reads the whole of the open file @fd, which must be a regular file of at most @max_size bytes:
+ * a larger one is refused before anything is allocated for it, and one that grows while it is
+ * read is refused too. The result is NUL-terminated. Errors are in G_IO_ERROR:
+ * G_IO_ERROR_NOT_REGULAR_FILE, G_IO_ERROR_MESSAGE_TOO_LARGE, or from errno with strerror's
+ * words, for the caller to name the file. */
+gboolean  gchat_file_read_fd     (int            fd,
+                                  gsize          max_size,
+                                  char         **contents,
+                                  gsize         *len,
+                                  GError       **error);
 /* Writes @data to a temporary file beside @path (mode @mode whatever the umask), fsyncs it,
  * renames it over @path and fsyncs the folder. On failure @path is as it was and no temporary
  * file is left; @error is in G_IO_ERROR, from errno, with strerror's words as its message, for

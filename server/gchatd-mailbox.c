@@ -472,10 +472,10 @@ quote_for_message (const char *text)
 static gboolean
 set_read_error (GError    **error,
                 const char *path,
-                int         saved_errno)
+                const char *reason)
 {
   g_set_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_IO,
-               _("Could not read the mailbox “%s”: %s"), path, g_strerror (saved_errno));
+               _("Could not read the mailbox “%s”: %s"), path, reason);
   return FALSE;
 }
 
@@ -490,8 +490,7 @@ set_too_large_error (GError    **error,
   return FALSE;
 }
 
-/* Reads the whole of the open regular file @fd, refusing anything over MAX_FILE_SIZE before
- * allocating for it. The result is NUL-terminated. */
+/* Reads the whole of the open regular file @fd (gchat_file_read_fd()), worded for this file. */
 static gboolean
 read_all (int         fd,
           const char *path,
@@ -499,39 +498,15 @@ read_all (int         fd,
           gsize      *len,
           GError    **error)
 {
-  struct stat st;
-  g_autofree char *buffer = NULL;
-  gsize size, filled = 0;
-  gssize n;
+  g_autoptr (GError) local_error = NULL;
 
-  if (fstat (fd, &st) != 0)
-    return set_read_error (error, path, errno);
-  if (!S_ISREG (st.st_mode))
-    {
-      g_set_error (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_IO,
-                   _("Could not read the mailbox “%s”: it is not a regular file"), path);
-      return FALSE;
-    }
-  if (st.st_size > MAX_FILE_SIZE)
+  if (gchat_file_read_fd (fd, MAX_FILE_SIZE, contents, len, &local_error))
+    return TRUE;
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
     return set_too_large_error (error, path);
-
-  size = (gsize) st.st_size;
-  buffer = g_malloc (size + 2);
-  while ((n = read (fd, buffer + filled, size + 1 - filled)) != 0)
-    {
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return set_read_error (error, path, errno);
-      filled += n;
-      if (filled > size)
-        return set_too_large_error (error, path);
-    }
-
-  buffer[filled] = '\0';
-  *contents = g_steal_pointer (&buffer);
-  *len = filled;
-  return TRUE;
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE))
+    return set_read_error (error, path, _("it is not a regular file"));
+  return set_read_error (error, path, local_error->message);
 }
 
 /* Loading: validating -------------------------------------------------------------------------- */
@@ -938,7 +913,7 @@ load_file (GchatdMailbox *self,
   /* O_NOFOLLOW and O_NONBLOCK: a link or a FIFO put here is refused rather than followed. */
   fd = g_open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW, 0);
   if (fd < 0)
-    return set_read_error (error, path, errno);
+    return set_read_error (error, path, g_strerror (errno));
 
   box = ensure_box (self, key);
   ok = read_all (fd, path, &contents, &len, error)
@@ -957,12 +932,12 @@ prepare_folder (GchatdMailbox *self,
   GStatBuf st;
 
   if (g_mkdir_with_parents (self->folder, 0700) != 0 || g_lstat (self->folder, &st) != 0)
-    return set_read_error (error, self->folder, errno);
+    return set_read_error (error, self->folder, g_strerror (errno));
   if (!S_ISDIR (st.st_mode))
-    return set_read_error (error, self->folder, ENOTDIR);
+    return set_read_error (error, self->folder, g_strerror (ENOTDIR));
   /* The messages are private: a folder others can list gives away who gets mail. */
   if ((st.st_mode & 0077) != 0 && g_chmod (self->folder, 0700) != 0)
-    return set_read_error (error, self->folder, errno);
+    return set_read_error (error, self->folder, g_strerror (errno));
 
   return TRUE;
 }

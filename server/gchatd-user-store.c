@@ -380,10 +380,10 @@ gchatd_user_store_init (GchatdUserStore *self)
 static gboolean
 set_read_error (GError    **error,
                 const char *path,
-                int         saved_errno)
+                const char *reason)
 {
   g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_IO,
-               _("Could not read the user database “%s”: %s"), path, g_strerror (saved_errno));
+               _("Could not read the user database “%s”: %s"), path, reason);
   return FALSE;
 }
 
@@ -411,8 +411,7 @@ set_too_large_error (GError    **error,
   return FALSE;
 }
 
-/* Reads the whole of the open regular file @fd, refusing anything over MAX_FILE_SIZE before
- * allocating for it. The result is NUL-terminated. */
+/* Reads the whole of the open regular file @fd (gchat_file_read_fd()), worded for this file. */
 static gboolean
 read_all (int         fd,
           const char *path,
@@ -420,40 +419,15 @@ read_all (int         fd,
           gsize      *len,
           GError    **error)
 {
-  struct stat st;
-  g_autofree char *buffer = NULL;
-  gsize size, filled = 0;
-  gssize n;
+  g_autoptr (GError) local_error = NULL;
 
-  if (fstat (fd, &st) != 0)
-    return set_read_error (error, path, errno);
-  if (!S_ISREG (st.st_mode))
-    {
-      g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_IO,
-                   _("Could not read the user database “%s”: it is not a regular file"), path);
-      return FALSE;
-    }
-  if (st.st_size > MAX_FILE_SIZE)
+  if (gchat_file_read_fd (fd, MAX_FILE_SIZE, contents, len, &local_error))
+    return TRUE;
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE))
     return set_too_large_error (error, path);
-
-  /* Room for one byte more than the size, to notice a file that grew while it was read. */
-  size = (gsize) st.st_size;
-  buffer = g_malloc (size + 2);
-  while ((n = read (fd, buffer + filled, size + 1 - filled)) != 0)
-    {
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return set_read_error (error, path, errno);
-      filled += n;
-      if (filled > size)
-        return set_too_large_error (error, path);
-    }
-
-  buffer[filled] = '\0';
-  *contents = g_steal_pointer (&buffer);
-  *len = filled;
-  return TRUE;
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE))
+    return set_read_error (error, path, _("it is not a regular file"));
+  return set_read_error (error, path, local_error->message);
 }
 
 /* Loading: parsing ----------------------------------------------------------------------------- */
@@ -830,7 +804,7 @@ gchatd_user_store_initable_init (GInitable    *initable,
   if (fd < 0 && errno == ENOENT)
     return TRUE;
   if (fd < 0)
-    return set_read_error (error, self->path, errno);
+    return set_read_error (error, self->path, g_strerror (errno));
 
   ok = read_all (fd, self->path, &contents, &len, error)
        && load_contents (self, contents, len, error);

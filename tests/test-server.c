@@ -595,6 +595,37 @@ check_admin_beside_daemon (guint16     port,
 }
 
 /* SIGTERM: every client is told, the store is flushed, and gchatd exits 0 within 2 s. */
+#define WRONG_PASSWORD "not-the-password-42"
+
+static void
+check_wrong_password (guint16 port)
+{
+  g_autoptr(TestClient) c = test_client_connect (port);
+  g_autoptr(GchatMessage) result = NULL;
+
+  test_client_handshake (c);
+  result = test_client_request (c, "auth", "alice", WRONG_PASSWORD);
+  test_assert_result (result, "bad-credentials");
+}
+
+/* The log names log-ins and failures, never a password (issue 3: "logged without the
+ * password"). */
+static void
+check_log (GSubprocess *daemon)
+{
+  GInputStream *stream = g_subprocess_get_stderr_pipe (daemon);
+  g_autoptr(GByteArray) log = g_byte_array_new ();
+  guint8 buffer[4096];
+  gssize n;
+
+  while ((n = g_input_stream_read (stream, buffer, sizeof buffer, NULL, NULL)) > 0)
+    g_byte_array_append (log, buffer, n);
+  g_byte_array_append (log, (const guint8 *) "", 1);
+  g_assert_nonnull (strstr ((const char *) log->data, "alice"));
+  g_assert_null (strstr ((const char *) log->data, TEST_PASSWORD));
+  g_assert_null (strstr ((const char *) log->data, WRONG_PASSWORD));
+}
+
 /* SIGHUP re-reads the configuration: closing sign-up takes effect without a restart, and the
  * sessions already open stay (alice gets her `bye` only at the SIGTERM that follows). */
 static void
@@ -664,7 +695,10 @@ test_daemon (void)
   /* The public half was written next to the private one. */
   g_assert_true (g_file_test (public_path, G_FILE_TEST_IS_REGULAR));
 
-  daemon = test_spawn_gchatd (G_SUBPROCESS_FLAGS_NONE, &error, "--config", config_path, NULL);
+  /* Its log is kept, to check what it says about log-ins (below). It is small: the pipe does
+   * not fill while nobody reads it. */
+  daemon = test_spawn_gchatd (G_SUBPROCESS_FLAGS_STDERR_PIPE, &error, "--config", config_path,
+                              NULL);
   g_assert_no_error (error);
   for (start = g_get_monotonic_time (); alice == NULL;)
     {
@@ -680,6 +714,7 @@ test_daemon (void)
     }
 
   check_admin_beside_daemon (port, config_path);
+  check_wrong_password (port);
   check_reload (daemon, port, config_path, config);
 
   start = g_get_monotonic_time ();
@@ -693,6 +728,7 @@ test_daemon (void)
   g_assert_true (g_subprocess_get_if_exited (daemon));
   g_assert_cmpint (g_subprocess_get_exit_status (daemon), ==, 0);
   g_assert_cmpint (g_get_monotonic_time () - start, <, 2 * G_USEC_PER_SEC);
+  check_log (daemon);
 
   store = gchatd_user_store_new (store_path, &error);
   g_assert_no_error (error);

@@ -82,36 +82,116 @@ gchat_handshake_free (GchatHandshake *self)
   g_free (self);
 }
 
+/* Marks the handshake failed for good, with @error already set. */
+static gboolean
+failed (GchatHandshake *self)
+{
+  self->state = STATE_FAILED;
+  gchat_memzero (self->secret, sizeof self->secret);
+  return FALSE;
+}
+
 static gboolean
 fail (GchatHandshake  *self,
       GError         **error,
       int              code,
       const char      *message)
 {
-  self->state = STATE_FAILED;
-  gchat_memzero (self->secret, sizeof self->secret);
   g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, code, message);
-  return FALSE;
+  return failed (self);
 }
 
 /* Both sides check the 5 bytes that open each handshake message the same way. */
 static gboolean
-check_magic_and_version (GchatHandshake  *self,
-                         const guint8    *data,
-                         GError         **error)
+check_magic_and_version (const guint8  *data,
+                         GError       **error)
 {
   if (memcmp (data, GCHAT_HANDSHAKE_MAGIC, GCHAT_HANDSHAKE_MAGIC_SIZE) != 0)
-    return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
-                 _("The other side does not speak the gchat protocol"));
+    {
+      g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                           _("The other side does not speak the gchat protocol"));
+      return FALSE;
+    }
   if (data[GCHAT_HANDSHAKE_MAGIC_SIZE] != GCHAT_PROTOCOL_VERSION)
     {
-      g_autofree char *message =
-        g_strdup_printf (_("The other side speaks gchat protocol version %u; this program "
-                           "speaks version %u. Update the older of the two."),
-                         data[GCHAT_HANDSHAKE_MAGIC_SIZE], (guint) GCHAT_PROTOCOL_VERSION);
-      return fail (self, error, GCHAT_HANDSHAKE_ERROR_VERSION, message);
+      g_set_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_VERSION,
+                   _("The other side speaks gchat protocol version %u; this program "
+                     "speaks version %u. Update the older of the two."),
+                   data[GCHAT_HANDSHAKE_MAGIC_SIZE], (guint) GCHAT_PROTOCOL_VERSION);
+      return FALSE;
     }
   return TRUE;
+}
+
+/* Checks the whole layout of a hello and finds the server key in it. The magic and version come
+ * first, so a client of another version is told to update whatever the size. */
+static gboolean
+parse_hello (const guint8  *hello,
+             gsize          len,
+             const guint8 **key,
+             gsize         *key_len,
+             GError       **error)
+{
+  if (len < GCHAT_HANDSHAKE_MAGIC_SIZE + 1)
+    {
+      g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                           _("The server’s hello is too short"));
+      return FALSE;
+    }
+  if (!check_magic_and_version (hello, error))
+    return FALSE;
+  if (len >= GCHAT_HANDSHAKE_HELLO_FIXED_SIZE)
+    *key_len = ((gsize) hello[GCHAT_HANDSHAKE_HELLO_FIXED_SIZE - 2] << 8) |
+               hello[GCHAT_HANDSHAKE_HELLO_FIXED_SIZE - 1];
+  if (len < GCHAT_HANDSHAKE_HELLO_FIXED_SIZE ||
+      *key_len < GCHAT_HANDSHAKE_HELLO_MIN_KEY_SIZE ||
+      *key_len > GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE ||
+      len != GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + *key_len)
+    {
+      g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                           _("The server’s hello has the wrong size"));
+      return FALSE;
+    }
+  *key = hello + GCHAT_HANDSHAKE_HELLO_FIXED_SIZE;
+  return TRUE;
+}
+
+GchatRsaKey *
+gchat_handshake_hello_get_server_key (GBytes  *hello,
+                                      GError **error)
+{
+  const guint8 *key_data = NULL;
+  gsize len, key_len = 0;
+  const guint8 *data;
+  g_autoptr(GBytes) der = NULL;
+  g_autoptr(GBytes) canonical = NULL;
+  g_autoptr(GchatRsaKey) key = NULL;
+  g_autoptr(GError) local_error = NULL;
+
+  g_return_val_if_fail (hello != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  data = g_bytes_get_data (hello, &len);
+  if (!parse_hello (data, len, &key_data, &key_len, error))
+    return NULL;
+  der = g_bytes_new (key_data, key_len);
+  key = gchat_rsa_key_new_from_public_der (der, &local_error);
+  if (key == NULL)
+    {
+      g_set_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                   _("The server’s hello carries no usable key: %s"), local_error->message);
+      return NULL;
+    }
+  /* The fingerprint people compare is over these very bytes: a key that parses but that
+   * we would encode differently would have two fingerprints. */
+  canonical = gchat_rsa_key_get_public_der (key);
+  if (!g_bytes_equal (canonical, der))
+    {
+      g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                           _("The server’s key is not in canonical DER"));
+      return NULL;
+    }
+  return g_steal_pointer (&key);
 }
 
 /* Derives the two direction keys from K, the X25519 secret and the transcript, and makes the
@@ -172,15 +252,24 @@ derive_channel (GchatHandshake  *self,
   return ok;
 }
 
-/* Server, first step: the hello with a fresh challenge and ephemeral X25519 key. */
+/* Server, first step: the hello with a fresh challenge, ephemeral X25519 key and our public key. */
 static gboolean
 server_start (GchatHandshake  *self,
               GBytes         **output,
               GError         **error)
 {
-  guint8 *hello = g_malloc (GCHAT_HANDSHAKE_HELLO_SIZE);
-  guint8 *p = hello;
+  g_autoptr(GBytes) der = gchat_rsa_key_get_public_der (self->server_key);
+  gsize key_len = g_bytes_get_size (der);
+  guint8 *hello;
+  guint8 *p;
 
+  if (key_len < GCHAT_HANDSHAKE_HELLO_MIN_KEY_SIZE || key_len > GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_KEY,
+                 _("The server’s RSA key does not fit in the hello: use a key of 2048 to "
+                   "4096 bits"));
+
+  hello = g_malloc (GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + key_len);
+  p = hello;
   memcpy (p, GCHAT_HANDSHAKE_MAGIC, GCHAT_HANDSHAKE_MAGIC_SIZE);
   p += GCHAT_HANDSHAKE_MAGIC_SIZE;
   *p++ = GCHAT_PROTOCOL_VERSION;
@@ -189,13 +278,37 @@ server_start (GchatHandshake  *self,
   if (!gchat_x25519_keypair (self->secret, p, error))
     {
       g_free (hello);
-      self->state = STATE_FAILED;
-      return FALSE;
+      return failed (self);
     }
+  p += GCHAT_X25519_SIZE;
+  *p++ = (guint8) (key_len >> 8);
+  *p++ = (guint8) key_len;
+  memcpy (p, g_bytes_get_data (der, NULL), key_len);
 
-  self->hello = g_bytes_new_take (hello, GCHAT_HANDSHAKE_HELLO_SIZE);
+  self->hello = g_bytes_new_take (hello, GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + key_len);
   self->state = STATE_WAIT_CLIENT_KEY;
   *output = g_bytes_ref (self->hello);
+  return TRUE;
+}
+
+/* Client: the hello must be well formed and carry exactly the key we expect. */
+static gboolean
+client_check_hello (GchatHandshake  *self,
+                    GBytes          *input,
+                    GError         **error)
+{
+  gsize len, key_len = 0;
+  const guint8 *hello = g_bytes_get_data (input, &len);
+  const guint8 *key = NULL;
+  g_autoptr(GBytes) expected = NULL;
+
+  if (!parse_hello (hello, len, &key, &key_len, error))
+    return failed (self);
+  expected = gchat_rsa_key_get_public_der (self->server_key);
+  if (key_len != g_bytes_get_size (expected) ||
+      memcmp (key, g_bytes_get_data (expected, NULL), key_len) != 0)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_SERVER_KEY,
+                 _("The server presented a different key"));
   return TRUE;
 }
 
@@ -206,8 +319,9 @@ client_answer (GchatHandshake  *self,
                GBytes         **output,
                GError         **error)
 {
-  gsize len, wrapped_len;
-  const guint8 *hello = g_bytes_get_data (input, &len);
+  const guint8 *hello = g_bytes_get_data (input, NULL);
+  const guint8 *server_public;
+  gsize wrapped_len;
   guint8 k[GCHAT_KEY_SIZE];
   g_autoptr(GBytes) wrapped = NULL;
   g_autoptr(GBytes) client_key = NULL;
@@ -217,23 +331,17 @@ client_answer (GchatHandshake  *self,
   guint8 len_be[2];
   gboolean ok;
 
-  if (len < GCHAT_HANDSHAKE_MAGIC_SIZE + 1)
-    return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
-                 _("The server’s hello is too short"));
-  if (!check_magic_and_version (self, hello, error))
+  if (!client_check_hello (self, input, error))
     return FALSE;
-  if (len != GCHAT_HANDSHAKE_HELLO_SIZE)
-    return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
-                 _("The server’s hello has the wrong size"));
   self->hello = g_bytes_ref (input);
+  server_public = hello + GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_HANDSHAKE_CHALLENGE_SIZE;
 
   gchat_random_bytes (k, sizeof k);
   wrapped = gchat_rsa_key_wrap (self->server_key, k, sizeof k, LABEL_WRAP, error);
   if (wrapped == NULL || !gchat_x25519_keypair (self->secret, public_key, error))
     {
       gchat_memzero (k, sizeof k);
-      self->state = STATE_FAILED;
-      return FALSE;
+      return failed (self);
     }
 
   wrapped_len = g_bytes_get_size (wrapped);
@@ -247,8 +355,7 @@ client_answer (GchatHandshake  *self,
   g_byte_array_append (msg, g_bytes_get_data (wrapped, NULL), wrapped_len);
   client_key = g_byte_array_free_to_bytes (msg);
 
-  ok = derive_channel (self, k, hello + GCHAT_HANDSHAKE_HELLO_SIZE - GCHAT_X25519_SIZE,
-                       client_key, error);
+  ok = derive_channel (self, k, server_public, client_key, error);
   gchat_memzero (k, sizeof k);
   if (ok)
     *output = g_steal_pointer (&client_key);
@@ -270,8 +377,8 @@ server_finish (GchatHandshake  *self,
   if (len < CLIENT_KEY_FIXED_SIZE)
     return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
                  _("The client’s key message is too short"));
-  if (!check_magic_and_version (self, msg, error))
-    return FALSE;
+  if (!check_magic_and_version (msg, error))
+    return failed (self);
   client_public = msg + GCHAT_HANDSHAKE_MAGIC_SIZE + 1;
   wrapped_len = ((gsize) msg[CLIENT_KEY_FIXED_SIZE - 2] << 8) | msg[CLIENT_KEY_FIXED_SIZE - 1];
   if (wrapped_len != gchat_rsa_key_get_wrapped_size (self->server_key) ||

@@ -17,13 +17,19 @@ typedef enum {
   GCHAT_HANDSHAKE_ERROR_VERSION,   /* the other side speaks another protocol version */
   GCHAT_HANDSHAKE_ERROR_KEY,       /* the client key did not unwrap, or a weak X25519 key */
   GCHAT_HANDSHAKE_ERROR_STATE,     /* a message arrived when none was expected */
+  GCHAT_HANDSHAKE_ERROR_SERVER_KEY, /* the hello carries another key than the one expected */
 } GchatHandshakeError;
 
 #define GCHAT_HANDSHAKE_MAGIC         "GCHT"
 #define GCHAT_HANDSHAKE_MAGIC_SIZE    4
 #define GCHAT_HANDSHAKE_CHALLENGE_SIZE 32
-/* magic, version, challenge, X25519 public key */
-#define GCHAT_HANDSHAKE_HELLO_SIZE    (4 + 1 + 32 + 32)
+/* The hello: magic, version, challenge, X25519 public key, key_len (u16, big-endian), then
+ * key_len bytes of the server's DER SubjectPublicKeyInfo. The bounds admit RSA 2048 to 4096. */
+#define GCHAT_HANDSHAKE_HELLO_FIXED_SIZE   (4 + 1 + 32 + 32 + 2)
+#define GCHAT_HANDSHAKE_HELLO_MIN_KEY_SIZE 64
+#define GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE 800
+#define GCHAT_HANDSHAKE_HELLO_MAX_SIZE     (GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + \
+                                            GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE)
 
 typedef enum {
   GCHAT_HANDSHAKE_ROLE_CLIENT,
@@ -39,8 +45,15 @@ GchatHandshake *gchat_handshake_new_server    (GchatRsaKey     *server_key);
 GchatHandshake *gchat_handshake_new_client    (GchatRsaKey     *server_public_key);
 void            gchat_handshake_free          (GchatHandshake  *self);
 
+/* The server key a hello carries, checked as strictly as the client's step checks it (size,
+ * magic, version, a usable key in canonical DER), so a client can decide whether it trusts the
+ * key before it makes its handshake with it. Errors are in GCHAT_HANDSHAKE_ERROR. */
+GchatRsaKey    *gchat_handshake_hello_get_server_key (GBytes   *hello,
+                                                      GError  **error);
+
 /* One step. The server starts with @input NULL and gets its hello in @output; the client feeds
- * the hello and gets its client key; the server feeds that and is done (@output NULL). Any
+ * the hello (GCHAT_HANDSHAKE_ERROR_SERVER_KEY when it carries another key than the client's) and
+ * gets its client key; the server feeds that and is done (@output NULL). Any
  * error leaves the handshake failed for good. The server's step with the client key includes an
  * RSA decryption: run it off the main loop. */
 gboolean        gchat_handshake_step          (GchatHandshake  *self,

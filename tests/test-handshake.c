@@ -33,6 +33,43 @@ run_clear (Run *run)
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Run, run_clear)
 
+/* Offsets in the hello (PROTOCOL.md §3.2). */
+#define HELLO_SERVER_EPH (GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_HANDSHAKE_CHALLENGE_SIZE)
+#define HELLO_KEY_LEN    (HELLO_SERVER_EPH + GCHAT_X25519_SIZE)
+#define HELLO_KEY        (HELLO_KEY_LEN + 2)
+
+static gsize
+hello_size (GchatRsaKey *key)
+{
+  g_autoptr(GBytes) der = gchat_rsa_key_get_public_der (key);
+
+  return GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + g_bytes_get_size (der);
+}
+
+/* A hello made of @hello's first @keep bytes (at most its size), then @extra_len bytes of
+ * @extra, with key_len set to @key_len unless it is -1. */
+static GBytes *
+remake_hello (GBytes       *hello,
+              gsize         keep,
+              const guint8 *extra,
+              gsize         extra_len,
+              int           key_len)
+{
+  GByteArray *array = g_byte_array_new ();
+
+  g_assert_cmpuint (keep, <=, g_bytes_get_size (hello));
+  g_byte_array_append (array, g_bytes_get_data (hello, NULL), keep);
+  if (extra_len > 0)
+    g_byte_array_append (array, extra, extra_len);
+  if (key_len >= 0)
+    {
+      g_assert_cmpuint (array->len, >=, HELLO_KEY);
+      array->data[HELLO_KEY_LEN] = (guint8) (key_len >> 8);
+      array->data[HELLO_KEY_LEN + 1] = (guint8) key_len;
+    }
+  return g_byte_array_free_to_bytes (array);
+}
+
 static void
 run_hello (Run *run)
 {
@@ -42,7 +79,7 @@ run_hello (Run *run)
   run->client = gchat_handshake_new_client (server_public);
   g_assert_true (gchat_handshake_step (run->server, NULL, &run->hello, &error));
   g_assert_no_error (error);
-  g_assert_cmpuint (g_bytes_get_size (run->hello), ==, GCHAT_HANDSHAKE_HELLO_SIZE);
+  g_assert_cmpuint (g_bytes_get_size (run->hello), ==, hello_size (server_key));
 }
 
 static void
@@ -197,11 +234,12 @@ test_spliced (void)
   g_assert_false (frame_passes (client, server, "hello"));
 }
 
-/* Any change to the hello in flight (challenge or ephemeral key) ends in a failed first frame. */
+/* Any change to the hello in flight ends in a refusal or in a failed first frame: the challenge
+ * and the ephemeral key are in the transcript, the key and its length are checked outright. */
 static void
 test_tampered_hello (void)
 {
-  for (gsize offset = GCHAT_HANDSHAKE_MAGIC_SIZE + 1; offset < GCHAT_HANDSHAKE_HELLO_SIZE;
+  for (gsize offset = GCHAT_HANDSHAKE_MAGIC_SIZE + 1; offset < hello_size (server_key);
        offset += 7)
     {
       g_auto(Run) run = { 0 };
@@ -215,10 +253,15 @@ test_tampered_hello (void)
       tampered = flip_byte (run.hello, offset);
       if (!gchat_handshake_step (run.client, tampered, &run.client_key, &error))
         {
-          /* A flipped public key can land on a low-order point: refused outright. */
-          g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_KEY);
+          if (offset >= HELLO_KEY)
+            g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
+          else if (offset >= HELLO_KEY_LEN)
+            g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+          else /* A flipped public key can land on a low-order point: refused outright. */
+            g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_KEY);
           continue;
         }
+      g_assert_cmpuint (offset, <, HELLO_KEY_LEN);
       g_assert_true (gchat_handshake_step (run.server, run.client_key, &none, &error));
       client = gchat_handshake_steal_channel (run.client);
       server = gchat_handshake_steal_channel (run.server);
@@ -257,7 +300,22 @@ test_tampered_client_key (void)
     }
 }
 
-/* A client that pinned another server's key cannot talk to this one, and vice versa. */
+static void
+assert_client_refuses (GBytes *hello,
+                       int     code)
+{
+  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (server_public);
+  g_autoptr(GError) error = NULL;
+  GBytes *out = NULL;
+
+  g_assert_false (gchat_handshake_step (client, hello, &out, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, code);
+  g_assert_null (out);
+  g_assert_false (gchat_handshake_is_done (client));
+}
+
+/* A client that pinned another server's key refuses this one's hello, before it wraps anything
+ * for a key it does not trust. */
 static void
 test_wrong_server_key (void)
 {
@@ -266,14 +324,34 @@ test_wrong_server_key (void)
   g_autoptr(GBytes) hello = NULL;
   g_autoptr(GBytes) client_key = NULL;
   g_autoptr(GError) error = NULL;
-  GBytes *none = NULL;
 
   g_assert_true (gchat_handshake_step (server, NULL, &hello, NULL));
-  g_assert_true (gchat_handshake_step (client, hello, &client_key, NULL));
-  g_assert_false (gchat_handshake_step (server, client_key, &none, &error));
-  g_assert_true (error->code == GCHAT_HANDSHAKE_ERROR_MALFORMED ||
-                 error->code == GCHAT_HANDSHAKE_ERROR_KEY);
-  g_assert_false (gchat_handshake_is_done (server));
+  g_assert_false (gchat_handshake_step (client, hello, &client_key, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
+  g_assert_null (client_key);
+  g_assert_false (gchat_handshake_is_done (client));
+}
+
+/* The other way round: another server (say, one that took over the address) says hello with its
+ * own key to a client that pinned ours. Its key is genuine, the hello well formed, and still
+ * the client refuses it; so does a hello whose key bytes an attacker replaced in flight. */
+static void
+test_other_server_hello (void)
+{
+  g_autoptr(GchatHandshake) impostor = gchat_handshake_new_server (other_key);
+  g_autoptr(GBytes) impostor_hello = NULL;
+  g_autoptr(GBytes) other_der = gchat_rsa_key_get_public_der (other_key);
+  g_autoptr(GBytes) spliced = NULL;
+  g_auto(Run) run = { 0 };
+
+  g_assert_true (gchat_handshake_step (impostor, NULL, &impostor_hello, NULL));
+  g_assert_cmpuint (g_bytes_get_size (impostor_hello), ==, hello_size (other_key));
+  assert_client_refuses (impostor_hello, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
+
+  run_hello (&run);
+  spliced = remake_hello (run.hello, HELLO_KEY, g_bytes_get_data (other_der, NULL),
+                          g_bytes_get_size (other_der), (int) g_bytes_get_size (other_der));
+  assert_client_refuses (spliced, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
 }
 
 /* The server's stolen RSA key opens K, yet recorded traffic stays closed: the X25519 secrets of
@@ -307,55 +385,184 @@ test_forward_secrecy (void)
 }
 
 static void
-assert_client_refuses (GBytes *hello,
-                       int     code)
-{
-  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (server_public);
-  g_autoptr(GError) error = NULL;
-  GBytes *out = NULL;
-
-  g_assert_false (gchat_handshake_step (client, hello, &out, &error));
-  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, code);
-  g_assert_null (out);
-  g_assert_false (gchat_handshake_is_done (client));
-}
-
-static void
 test_malformed_hello (void)
 {
   g_auto(Run) run = { 0 };
   const guint8 *hello;
-  g_autoptr(GBytes) short_hello = NULL;
-  g_autoptr(GBytes) long_hello = NULL;
   g_autoptr(GBytes) bad_magic = NULL;
   g_autoptr(GBytes) tiny = g_bytes_new ("GC", 2);
+  g_autoptr(GBytes) empty = g_bytes_new (NULL, 0);
   g_autofree guint8 *v2 = NULL;
-  g_autofree guint8 *longer = NULL;
   g_autoptr(GBytes) version_two = NULL;
+  g_autoptr(GBytes) version_two_short = NULL;
   g_autofree guint8 *zero_key = NULL;
   g_autoptr(GBytes) zero_key_hello = NULL;
+  gsize len;
 
   run_hello (&run);
-  hello = g_bytes_get_data (run.hello, NULL);
-  short_hello = g_bytes_new (hello, GCHAT_HANDSHAKE_HELLO_SIZE - 1);
-  longer = g_malloc0 (GCHAT_HANDSHAKE_HELLO_SIZE + 1);
-  memcpy (longer, hello, GCHAT_HANDSHAKE_HELLO_SIZE);
-  long_hello = g_bytes_new (longer, GCHAT_HANDSHAKE_HELLO_SIZE + 1);
+  hello = g_bytes_get_data (run.hello, &len);
   bad_magic = flip_byte (run.hello, 0);
-  v2 = g_memdup2 (hello, GCHAT_HANDSHAKE_HELLO_SIZE);
+  v2 = g_memdup2 (hello, len);
   v2[GCHAT_HANDSHAKE_MAGIC_SIZE] = 2;
-  version_two = g_bytes_new (v2, GCHAT_HANDSHAKE_HELLO_SIZE);
+  version_two = g_bytes_new (v2, len);
+  /* Another version's hello may have another size: the version is what the user is told. */
+  version_two_short = g_bytes_new (v2, GCHAT_HANDSHAKE_MAGIC_SIZE + 1);
   /* The all-zero public key is a low-order point: the shared secret would be zero. */
-  zero_key = g_memdup2 (hello, GCHAT_HANDSHAKE_HELLO_SIZE);
-  memset (zero_key + GCHAT_HANDSHAKE_HELLO_SIZE - GCHAT_X25519_SIZE, 0, GCHAT_X25519_SIZE);
-  zero_key_hello = g_bytes_new (zero_key, GCHAT_HANDSHAKE_HELLO_SIZE);
+  zero_key = g_memdup2 (hello, len);
+  memset (zero_key + HELLO_SERVER_EPH, 0, GCHAT_X25519_SIZE);
+  zero_key_hello = g_bytes_new (zero_key, len);
 
+  assert_client_refuses (empty, GCHAT_HANDSHAKE_ERROR_MALFORMED);
   assert_client_refuses (tiny, GCHAT_HANDSHAKE_ERROR_MALFORMED);
-  assert_client_refuses (short_hello, GCHAT_HANDSHAKE_ERROR_MALFORMED);
-  assert_client_refuses (long_hello, GCHAT_HANDSHAKE_ERROR_MALFORMED);
   assert_client_refuses (bad_magic, GCHAT_HANDSHAKE_ERROR_MALFORMED);
   assert_client_refuses (version_two, GCHAT_HANDSHAKE_ERROR_VERSION);
+  assert_client_refuses (version_two_short, GCHAT_HANDSHAKE_ERROR_VERSION);
   assert_client_refuses (zero_key_hello, GCHAT_HANDSHAKE_ERROR_KEY);
+}
+
+/* Every prefix of a genuine hello, and the hello with bytes after it, whether key_len says so
+ * or not: the client refuses them all, and so does gchat_handshake_hello_get_server_key(). */
+static void
+test_hello_truncated_or_extended (void)
+{
+  g_auto(Run) run = { 0 };
+  guint8 junk[GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD];
+  gsize len;
+
+  memset (junk, 0x30, sizeof junk);
+  run_hello (&run);
+  len = g_bytes_get_size (run.hello);
+  for (gsize keep = 0; keep < len; keep++)
+    {
+      g_autoptr(GBytes) truncated = remake_hello (run.hello, keep, NULL, 0, -1);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GchatRsaKey) key = gchat_handshake_hello_get_server_key (truncated, &error);
+
+      g_assert_null (key);
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      assert_client_refuses (truncated, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+    }
+  for (gsize extra = 1; len + extra <= sizeof junk; extra += extra < 16 ? 1 : 61)
+    {
+      g_autoptr(GBytes) longer = remake_hello (run.hello, len, junk, extra, -1);
+      g_autoptr(GBytes) longer_key = NULL;
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GchatRsaKey) key = gchat_handshake_hello_get_server_key (longer, &error);
+
+      g_assert_null (key);
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      assert_client_refuses (longer, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      g_clear_error (&error);
+
+      /* The key with junk after it, key_len and all: still not the key, nor any key. */
+      if (len - HELLO_KEY + extra > GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE)
+        continue;
+      longer_key = remake_hello (run.hello, len, junk, extra, (int) (len - HELLO_KEY + extra));
+      key = gchat_handshake_hello_get_server_key (longer_key, &error);
+      g_assert_null (key);
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      assert_client_refuses (longer_key, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
+    }
+}
+
+/* key_len outside 64..800 is refused before the key is looked at, even when the hello really
+ * is that long. */
+static void
+test_hello_key_len_bounds (void)
+{
+  const int bad[] = { 0, 1, GCHAT_HANDSHAKE_HELLO_MIN_KEY_SIZE - 1,
+                      GCHAT_HANDSHAKE_HELLO_MAX_KEY_SIZE + 1, 0x7fff, 0xffff };
+  guint8 junk[0xffff];
+  g_auto(Run) run = { 0 };
+
+  G_STATIC_ASSERT (GCHAT_HANDSHAKE_HELLO_MAX_SIZE <= GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  memset (junk, 0x30, sizeof junk);
+  run_hello (&run);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(GBytes) sized = remake_hello (run.hello, HELLO_KEY, junk, bad[i], bad[i]);
+      g_autoptr(GBytes) unsized = remake_hello (run.hello, g_bytes_get_size (run.hello), NULL,
+                                                0, bad[i]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GchatRsaKey) key = gchat_handshake_hello_get_server_key (sized, &error);
+
+      g_assert_null (key);
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      assert_client_refuses (sized, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+      assert_client_refuses (unsized, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+    }
+}
+
+/* What a trust-on-first-use client does: take the key out of the hello, show its fingerprint,
+ * then run its handshake with that key. */
+static void
+test_hello_get_server_key (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GchatRsaKey) key = NULL;
+  g_autoptr(GBytes) der = NULL;
+  g_autoptr(GBytes) expected_der = gchat_rsa_key_get_public_der (server_key);
+  g_autofree char *fingerprint = NULL;
+  g_autofree char *expected = gchat_rsa_key_get_fingerprint (server_key);
+  guint8 digest[GCHAT_SHA256_SIZE];
+  GBytes *none = NULL;
+
+  run.server = gchat_handshake_new_server (server_key);
+  g_assert_true (gchat_handshake_step (run.server, NULL, &run.hello, NULL));
+  key = gchat_handshake_hello_get_server_key (run.hello, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (key);
+  g_assert_false (gchat_rsa_key_has_private (key));
+  der = gchat_rsa_key_get_public_der (key);
+  g_assert_true (g_bytes_equal (der, expected_der));
+  g_assert_cmpmem (g_bytes_get_data (run.hello, NULL) + HELLO_KEY,
+                   g_bytes_get_size (run.hello) - HELLO_KEY,
+                   g_bytes_get_data (expected_der, NULL), g_bytes_get_size (expected_der));
+  fingerprint = gchat_rsa_key_get_fingerprint (key);
+  g_assert_cmpstr (fingerprint, ==, expected);
+  /* The fingerprint is the SHA-256 of the key bytes as sent. */
+  gchat_sha256 (g_bytes_get_data (run.hello, NULL) + HELLO_KEY,
+                g_bytes_get_size (run.hello) - HELLO_KEY, digest);
+  g_clear_pointer (&fingerprint, g_free);
+  fingerprint = gchat_fingerprint_format (digest);
+  g_assert_cmpstr (fingerprint, ==, expected);
+
+  run.client = gchat_handshake_new_client (key);
+  run_client (&run, run.hello);
+  g_assert_true (gchat_handshake_step (run.server, run.client_key, &none, &error));
+  g_assert_no_error (error);
+  g_assert_true (gchat_handshake_is_done (run.server));
+}
+
+/* Bytes of the right size that are not an RSA key, or another version's hello. */
+static void
+test_hello_get_server_key_refuses (void)
+{
+  g_auto(Run) run = { 0 };
+  guint8 junk[300];
+  g_autoptr(GBytes) not_a_key = NULL;
+  g_autoptr(GBytes) version_two = NULL;
+  g_autofree guint8 *v2 = NULL;
+  g_autoptr(GchatRsaKey) key = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize len;
+
+  memset (junk, 0x30, sizeof junk);
+  run_hello (&run);
+  not_a_key = remake_hello (run.hello, HELLO_KEY, junk, sizeof junk, sizeof junk);
+  key = gchat_handshake_hello_get_server_key (not_a_key, &error);
+  g_assert_null (key);
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+  g_clear_error (&error);
+  assert_client_refuses (not_a_key, GCHAT_HANDSHAKE_ERROR_SERVER_KEY);
+
+  v2 = g_memdup2 (g_bytes_get_data (run.hello, &len), g_bytes_get_size (run.hello));
+  v2[GCHAT_HANDSHAKE_MAGIC_SIZE] = 2;
+  version_two = g_bytes_new (v2, len);
+  key = gchat_handshake_hello_get_server_key (version_two, &error);
+  g_assert_null (key);
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_VERSION);
 }
 
 static void
@@ -441,6 +648,8 @@ test_fits_handshake_frames (void)
 
   run_full (&run);
   g_assert_cmpuint (g_bytes_get_size (run.hello), <=, GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
+  /* RSA-3072's DER SubjectPublicKeyInfo is 422 bytes. */
+  g_assert_cmpuint (g_bytes_get_size (run.hello), ==, GCHAT_HANDSHAKE_HELLO_FIXED_SIZE + 422);
   g_assert_cmpuint (g_bytes_get_size (run.client_key), <=, GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
   g_assert_cmpuint (g_bytes_get_size (run.client_key), ==, 4 + 1 + 32 + 2 + 384);
 }
@@ -473,7 +682,12 @@ main (int    argc,
   g_test_add_func ("/handshake/tampered-client-key", test_tampered_client_key);
   g_test_add_func ("/handshake/wrong-server-key", test_wrong_server_key);
   g_test_add_func ("/handshake/forward-secrecy", test_forward_secrecy);
+  g_test_add_func ("/handshake/other-server-hello", test_other_server_hello);
   g_test_add_func ("/handshake/malformed-hello", test_malformed_hello);
+  g_test_add_func ("/handshake/hello-truncated-or-extended", test_hello_truncated_or_extended);
+  g_test_add_func ("/handshake/hello-key-len-bounds", test_hello_key_len_bounds);
+  g_test_add_func ("/handshake/hello-get-server-key", test_hello_get_server_key);
+  g_test_add_func ("/handshake/hello-get-server-key-refuses", test_hello_get_server_key_refuses);
   g_test_add_func ("/handshake/malformed-client-key", test_malformed_client_key);
   g_test_add_func ("/handshake/out-of-turn", test_out_of_turn);
   g_test_add_func ("/handshake/fits-handshake-frames", test_fits_handshake_frames);

@@ -17,16 +17,41 @@
 /* The ids last received whole, repeated in the room left in ack datagrams, so that one lost
  * ack costs no retransmission while traffic flows. */
 #define RECENT_ACKS      GCHAT_CONVERSATION_MAX_IN_FLIGHT
+/* Fast retransmission: after this many acks of later messages, and no sooner than this (µs)
+ * after the last transmission. */
+#define FAST_RETRANSMIT_ACKS    3
+/* Transmissions of a message before its timeout starts doubling. */
+#define RTO_STEADY_TRANSMISSIONS 3
+#define FAST_RETRANSMIT_MIN_GAP (20 * 1000)
 
 typedef struct {
   guint64    msg_id;
-  GPtrArray *bodies;     /* GBytes data bodies, in fragment order */
+  GBytes    *text;       /* wiped when freed; cut into data bodies at each transmission */
+  guint      fragments;
   gboolean   sent;       /* transmitted at least once, at first_sent */
   gint64     first_sent;
   gint64     next_retx;
   gint64     rto;
+  guint64    tx_order;   /* when it was last transmitted, in the conversation's count */
+  guint      later_acks; /* acks since then of messages transmitted after it */
+  guint      transmissions;
   gboolean   stalled;
 } OutMessage;
+
+/* The receive state of one sender epoch: its messages are delivered in order of id. */
+typedef struct {
+  guint32     epoch;
+  guint64     next_deliver;
+  GHashTable *partial;       /* msg_id → GchatDatagramReassembler */
+  GHashTable *complete;      /* msg_id → GBytes text, waiting for an earlier id */
+  gint64      gap_since;     /* 0 when nothing waits */
+} Inbound;
+
+/* A message ready for the "message" signal, emitted once the state is consistent. */
+typedef struct {
+  guint64  msg_id;
+  GBytes  *text;
+} Ready;
 
 struct _GchatConversation
 {
@@ -42,18 +67,18 @@ struct _GchatConversation
   gint64         old_key_until;
   GArray        *used_key_ids; /* guint32: never installed twice */
   guint64        rekey_datagrams;
+  guint64        transmissions; /* every message transmission, to order them */
   gint64         rekey_age;
 
   /* Sending: OutMessage, in msg_id order; the prefix up to window_end() is in flight. */
   GQueue         outgoing;
-  guint64        next_msg_id;
+  guint32        epoch;
+  guint32        next_number;   /* 0 once every number of the epoch is used */
   GArray        *stalled_ids;
 
-  /* Receiving. */
-  guint64        next_deliver;
-  GHashTable    *partial;       /* msg_id → GchatDatagramReassembler */
-  GHashTable    *complete;      /* msg_id → GBytes text, waiting for an earlier id */
-  gint64         gap_since;     /* 0 when nothing waits */
+  /* Receiving: Inbound, the most recently used epoch first. */
+  GQueue         inbound;
+  GQueue         ready;         /* Ready, oldest first */
   GArray        *pending_acks;  /* guint64 */
   guint64        recent_acks[RECENT_ACKS];
   guint          n_recent_acks;
@@ -81,7 +106,75 @@ G_STATIC_ASSERT (GCHAT_CONVERSATION_MAX_IN_FLIGHT <= GCHAT_CONVERSATION_RECEIVE_
 static void
 out_message_free (OutMessage *message)
 {
-  g_ptr_array_unref (message->bodies);
+  g_bytes_unref (message->text);
+  g_free (message);
+}
+
+static Inbound *
+inbound_new (guint32 epoch,
+             guint64 next_deliver)
+{
+  Inbound *inbound = g_new0 (Inbound, 1);
+
+  inbound->epoch = epoch;
+  inbound->next_deliver = next_deliver;
+  inbound->partial = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                            (GDestroyNotify) gchat_datagram_reassembler_free);
+  inbound->complete = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
+                                             (GDestroyNotify) g_bytes_unref);
+  return inbound;
+}
+
+static void
+inbound_free (Inbound *inbound)
+{
+  g_hash_table_unref (inbound->partial);
+  g_hash_table_unref (inbound->complete);
+  g_free (inbound);
+}
+
+static void
+ready_free (Ready *ready)
+{
+  g_bytes_unref (ready->text);
+  g_free (ready);
+}
+
+G_DEFINE_BOXED_TYPE (GchatOutgoingMessage, gchat_outgoing_message,
+                     gchat_outgoing_message_copy, gchat_outgoing_message_free)
+
+static GchatOutgoingMessage *
+outgoing_message_new (guint64       msg_id,
+                      const guint8 *text,
+                      gsize         len)
+{
+  GchatOutgoingMessage *message = g_new0 (GchatOutgoingMessage, 1);
+
+  message->msg_id = msg_id;
+  message->text = g_malloc (len + 1);
+  if (len > 0)
+    memcpy (message->text, text, len);
+  message->text[len] = '\0';
+  message->len = len;
+  return message;
+}
+
+GchatOutgoingMessage *
+gchat_outgoing_message_copy (const GchatOutgoingMessage *message)
+{
+  g_return_val_if_fail (message != NULL, NULL);
+
+  return outgoing_message_new (message->msg_id, (const guint8 *) message->text, message->len);
+}
+
+void
+gchat_outgoing_message_free (GchatOutgoingMessage *message)
+{
+  if (message == NULL)
+    return;
+  /* A message text is as private as the key that would have sealed it. */
+  gchat_memzero (message->text, message->len);
+  g_free (message->text);
   g_free (message);
 }
 
@@ -97,8 +190,8 @@ gchat_conversation_finalize (GObject *object)
   g_array_unref (self->used_key_ids);
   g_queue_clear_full (&self->outgoing, (GDestroyNotify) out_message_free);
   g_array_unref (self->stalled_ids);
-  g_hash_table_unref (self->partial);
-  g_hash_table_unref (self->complete);
+  g_queue_clear_full (&self->inbound, (GDestroyNotify) inbound_free);
+  g_queue_clear_full (&self->ready, (GDestroyNotify) ready_free);
   g_array_unref (self->pending_acks);
 
   G_OBJECT_CLASS (gchat_conversation_parent_class)->finalize (object);
@@ -139,13 +232,18 @@ gchat_conversation_init (GchatConversation *self)
   self->rekey_datagrams = GCHAT_CONVERSATION_REKEY_DATAGRAMS;
   self->rekey_age = GCHAT_CONVERSATION_REKEY_AGE;
   g_queue_init (&self->outgoing);
-  self->next_msg_id = 1;
+  /* A fresh random epoch each time: a restarted sender never repeats an id of its previous
+   * run, which the peer would take for a duplicate and never show. */
+  /* 31 bits, so that a message id fits the signed 64-bit `msg_id` of a `post` (§5.1). */
+  while (self->epoch == 0)
+    {
+      gchat_random_bytes ((guint8 *) &self->epoch, sizeof self->epoch);
+      self->epoch &= 0x7fffffff;
+    }
+  self->next_number = 1;
   self->stalled_ids = g_array_new (FALSE, FALSE, sizeof (guint64));
-  self->next_deliver = 1;
-  self->partial = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
-                                         (GDestroyNotify) gchat_datagram_reassembler_free);
-  self->complete = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free,
-                                          (GDestroyNotify) g_bytes_unref);
+  g_queue_init (&self->inbound);
+  g_queue_init (&self->ready);
   self->pending_acks = g_array_new (FALSE, FALSE, sizeof (guint64));
 }
 
@@ -277,6 +375,64 @@ gchat_conversation_set_rekey_limits (GchatConversation *self,
 
 /* ---- Sending ---- */
 
+guint32
+gchat_conversation_get_epoch (GchatConversation *self)
+{
+  g_return_val_if_fail (GCHAT_IS_CONVERSATION (self), 0);
+
+  return self->epoch;
+}
+
+void
+gchat_conversation_set_epoch (GchatConversation *self,
+                              guint32            epoch)
+{
+  g_return_if_fail (GCHAT_IS_CONVERSATION (self));
+  g_return_if_fail (epoch != 0);
+  g_return_if_fail (self->next_number == 1);
+
+  self->epoch = epoch;
+}
+
+/* Every id below the oldest message still waiting was acknowledged, given up or taken back. */
+static guint64
+sending_floor (GchatConversation *self)
+{
+  OutMessage *head = g_queue_peek_head (&self->outgoing);
+
+  return head != NULL ? head->msg_id : GCHAT_DATAGRAM_MSG_ID (self->epoch, self->next_number);
+}
+
+static gboolean
+check_can_queue (GchatConversation  *self,
+                 const char         *text,
+                 gsize               len,
+                 GError            **error)
+{
+  if (self->outgoing.length >= GCHAT_CONVERSATION_MAX_IN_FLIGHT + GCHAT_CONVERSATION_MAX_QUEUED)
+    {
+      g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_QUEUE_FULL,
+                   _("Too many messages to “%s” wait to be sent; try again later"),
+                   self->peer_user);
+      return FALSE;
+    }
+  /* Four billion messages in one run: the ids of this epoch are used up. */
+  if (self->next_number == 0)
+    {
+      g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_QUEUE_FULL,
+                   _("The conversation with “%s” has used all its message numbers; "
+                     "restart gchat to continue"), self->peer_user);
+      return FALSE;
+    }
+  if (len > 0 && memchr (text, '\0', len) != NULL)
+    {
+      g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
+                           _("A message must be valid UTF-8 text without NUL characters"));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 guint64
 gchat_conversation_send (GchatConversation  *self,
                          const char         *text,
@@ -285,35 +441,29 @@ gchat_conversation_send (GchatConversation  *self,
                          GError            **error)
 {
   OutMessage *message;
-  GPtrArray *bodies;
+  g_autoptr(GPtrArray) bodies = NULL;
+  guint64 msg_id;
 
   g_return_val_if_fail (GCHAT_IS_CONVERSATION (self), 0);
   g_return_val_if_fail (text != NULL || len == 0, 0);
   g_return_val_if_fail (error == NULL || *error == NULL, 0);
 
-  if (self->outgoing.length >= GCHAT_CONVERSATION_MAX_IN_FLIGHT + GCHAT_CONVERSATION_MAX_QUEUED)
-    {
-      g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_QUEUE_FULL,
-                   _("Too many messages to “%s” wait to be sent; try again later"),
-                   self->peer_user);
-      return 0;
-    }
-  if (len > 0 && memchr (text, '\0', len) != NULL)
-    {
-      g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
-                           _("A message must be valid UTF-8 text without NUL characters"));
-      return 0;
-    }
-  bodies = gchat_datagram_split_text (self->next_msg_id, text, len, GCHAT_DATAGRAM_MAX_BODY,
-                                      error);
+  if (!check_can_queue (self, text, len, error))
+    return 0;
+  /* Cutting it once checks the size and the UTF-8; it is cut again at each transmission,
+   * with the floor of that moment. */
+  msg_id = GCHAT_DATAGRAM_MSG_ID (self->epoch, self->next_number);
+  bodies = gchat_datagram_split_text (msg_id, msg_id, text, len, GCHAT_DATAGRAM_MAX_BODY, error);
   if (bodies == NULL)
     return 0;
 
   message = g_new0 (OutMessage, 1);
-  message->msg_id = self->next_msg_id++;
-  message->bodies = bodies;
+  message->msg_id = msg_id;
+  message->text = gchat_bytes_new_wiped ((const guint8 *) text, len);
+  message->fragments = bodies->len;
   message->rto = GCHAT_CONVERSATION_RTO_INITIAL;
   g_queue_push_tail (&self->outgoing, message);
+  self->next_number++;
   (void) now;
   return message->msg_id;
 }
@@ -380,17 +530,26 @@ flush_acks (GchatConversation *self,
   g_array_set_size (self->pending_acks, 0);
 }
 
+/* Cuts and seals one message with the current floor, which may have moved since it was
+ * queued. */
 static GPtrArray *
-seal_bodies (GchatPeerKeys  *key,
-             GPtrArray      *bodies,
-             GError        **error)
+seal_message (GchatConversation  *self,
+              OutMessage         *message,
+              GError            **error)
 {
   g_autoptr(GPtrArray) datagrams = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  gsize len;
+  const char *text = g_bytes_get_data (message->text, &len);
+  g_autoptr(GPtrArray) bodies = gchat_datagram_split_text (message->msg_id, sending_floor (self),
+                                                           text, len, GCHAT_DATAGRAM_MAX_BODY,
+                                                           error);
 
+  if (bodies == NULL)
+    return NULL;
   for (guint i = 0; i < bodies->len; i++)
     {
       GBytes *body = g_ptr_array_index (bodies, i);
-      GBytes *datagram = gchat_peer_keys_seal (key, GCHAT_DATAGRAM_KIND_DATA,
+      GBytes *datagram = gchat_peer_keys_seal (self->key, GCHAT_DATAGRAM_KIND_DATA,
                                                g_bytes_get_data (body, NULL),
                                                g_bytes_get_size (body), error);
 
@@ -407,7 +566,7 @@ transmit (GchatConversation *self,
           gint64             now,
           GPtrArray         *out)
 {
-  g_autoptr(GPtrArray) datagrams = seal_bodies (self->key, message->bodies, NULL);
+  g_autoptr(GPtrArray) datagrams = seal_message (self, message, NULL);
 
   /* Sealing fails only when the key is used up; the message waits for the next key then. */
   if (datagrams != NULL)
@@ -416,8 +575,13 @@ transmit (GchatConversation *self,
   if (!message->sent)
     message->first_sent = now;
   message->sent = TRUE;
+  message->tx_order = ++self->transmissions;
+  message->later_acks = 0;
   message->next_retx = now + message->rto;
-  message->rto = MIN (message->rto * 2, GCHAT_CONVERSATION_RTO_MAX);
+  /* Random loss is not congestion: the first retransmissions keep the timeout, and only a
+   * message lost again and again backs off, doubling up to the cap. */
+  if (++message->transmissions >= RTO_STEADY_TRANSMISSIONS)
+    message->rto = MIN (message->rto * 2, GCHAT_CONVERSATION_RTO_MAX);
 }
 
 /* A message that leaves the queue no longer waits for the relay either. */
@@ -451,7 +615,7 @@ window_end (GchatConversation *self)
     {
       OutMessage *message = l->data;
 
-      fragments += message->bodies->len;
+      fragments += message->fragments;
       if (message->msg_id - head->msg_id >= GCHAT_CONVERSATION_MAX_IN_FLIGHT
           || (message != head && fragments > GCHAT_CONVERSATION_MAX_IN_FLIGHT_FRAGMENTS))
         break;
@@ -513,7 +677,9 @@ emit_ids (GchatConversation *self,
 }
 
 static void deliver_ready (GchatConversation *self,
+                           Inbound           *inbound,
                            gint64             now);
+static void emit_ready    (GchatConversation *self);
 
 gint64
 gchat_conversation_poll (GchatConversation *self,
@@ -532,14 +698,20 @@ gchat_conversation_poll (GchatConversation *self,
   if (self->old_key != NULL)
     next = self->old_key_until;
 
-  deliver_ready (self, now);
-  if (self->gap_since != 0)
-    next = MIN (next, self->gap_since + GCHAT_CONVERSATION_GAP_TIMEOUT);
-  if (self->key == NULL)
-    return next;
+  for (GList *l = self->inbound.head; l != NULL; l = l->next)
+    {
+      Inbound *inbound = l->data;
 
-  flush_acks (self, out_datagrams);
-  next = MIN (next, poll_outgoing (self, now, out_datagrams, stalled, failed));
+      deliver_ready (self, inbound, now);
+      if (inbound->gap_since != 0)
+        next = MIN (next, inbound->gap_since + GCHAT_CONVERSATION_GAP_TIMEOUT);
+    }
+  if (self->key != NULL)
+    {
+      flush_acks (self, out_datagrams);
+      next = MIN (next, poll_outgoing (self, now, out_datagrams, stalled, failed));
+    }
+  emit_ready (self);
   emit_ids (self, SIGNAL_FAILED, failed);
   emit_ids (self, SIGNAL_STALLED, stalled);
   return next;
@@ -614,7 +786,28 @@ gchat_conversation_seal_message (GchatConversation  *self,
     }
   /* A fresh sealing, with new sequence numbers, so that the relayed copies are not taken for
    * replays of the direct ones. */
-  return seal_bodies (self->key, message->bodies, error);
+  return seal_message (self, message, error);
+}
+
+GPtrArray *
+gchat_conversation_take_unacknowledged (GchatConversation *self)
+{
+  GPtrArray *taken;
+  OutMessage *message;
+
+  g_return_val_if_fail (GCHAT_IS_CONVERSATION (self), NULL);
+
+  taken = g_ptr_array_new_with_free_func ((GDestroyNotify) gchat_outgoing_message_free);
+  /* With the queue empty the floor is the next id, so the peer stops waiting for these. */
+  while ((message = g_queue_peek_head (&self->outgoing)) != NULL)
+    {
+      gsize len;
+      const guint8 *text = g_bytes_get_data (message->text, &len);
+
+      g_ptr_array_add (taken, outgoing_message_new (message->msg_id, text, len));
+      remove_message (self, self->outgoing.head);
+    }
+  return taken;
 }
 
 guint
@@ -655,20 +848,78 @@ id_key (guint64 msg_id)
 }
 
 static void
-emit_message (GchatConversation *self,
-              guint64            msg_id,
-              GBytes            *text)
+push_ready (GchatConversation *self,
+            guint64            msg_id,
+            GBytes            *text)
 {
-  gsize len;
-  const char *data = g_bytes_get_data (text, &len);
-  char *copy = g_malloc (len + 1);
+  Ready *ready = g_new0 (Ready, 1);
 
-  if (len > 0)
-    memcpy (copy, data, len);
-  copy[len] = '\0';
-  g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, msg_id, copy);
-  gchat_memzero (copy, len);
-  g_free (copy);
+  ready->msg_id = msg_id;
+  ready->text = g_bytes_ref (text);
+  g_queue_push_tail (&self->ready, ready);
+}
+
+/* Emits the messages made ready, one at a time, so that a handler that calls back into the
+ * conversation finds it consistent and the order is kept. */
+static void
+emit_ready (GchatConversation *self)
+{
+  Ready *ready;
+
+  while ((ready = g_queue_pop_head (&self->ready)) != NULL)
+    {
+      gsize len;
+      const char *data = g_bytes_get_data (ready->text, &len);
+      char *copy = g_malloc (len + 1);
+
+      if (len > 0)
+        memcpy (copy, data, len);
+      copy[len] = '\0';
+      g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, ready->msg_id, copy);
+      gchat_memzero (copy, len);
+      g_free (copy);
+      ready_free (ready);
+    }
+}
+
+static gint
+compare_ids (gconstpointer a,
+             gconstpointer b)
+{
+  guint64 x = *(const guint64 *) a, y = *(const guint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Moves an epoch's next id up to @floor: the sender no longer waits for anything below it.
+ * Messages held below it were received whole and acknowledged, so they are delivered, in
+ * order; pieces of the others are dropped. */
+static void
+inbound_skip_to (GchatConversation *self,
+                 Inbound           *inbound,
+                 guint64            floor)
+{
+  g_autoptr(GArray) held = g_array_new (FALSE, FALSE, sizeof (guint64));
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init (&iter, inbound->partial);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (*(guint64 *) key < floor)
+      g_hash_table_iter_remove (&iter);
+  g_hash_table_iter_init (&iter, inbound->complete);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (*(guint64 *) key < floor)
+      g_array_append_val (held, *(guint64 *) key);
+  g_array_sort (held, compare_ids);
+  for (guint i = 0; i < held->len; i++)
+    {
+      guint64 msg_id = g_array_index (held, guint64, i);
+
+      push_ready (self, msg_id, g_hash_table_lookup (inbound->complete, &msg_id));
+      g_hash_table_remove (inbound->complete, &msg_id);
+    }
+  inbound->next_deliver = MAX (inbound->next_deliver, floor);
 }
 
 /* Delivers the complete messages that are next in order. When later ones wait for a missing
@@ -676,50 +927,83 @@ emit_message (GchatConversation *self,
  * reported them failed. */
 static void
 deliver_ready (GchatConversation *self,
+               Inbound           *inbound,
                gint64             now)
 {
-  guint64 before = self->next_deliver;
+  guint64 before = inbound->next_deliver;
   guint64 key;
   GBytes *text;
 
-  if (self->gap_since != 0 && now - self->gap_since >= GCHAT_CONVERSATION_GAP_TIMEOUT)
+  /* Held messages all lie above the next id, so the skip ends at the first of them. */
+  if (inbound->gap_since != 0 && now - inbound->gap_since >= GCHAT_CONVERSATION_GAP_TIMEOUT
+      && g_hash_table_size (inbound->complete) > 0)
     {
-      while (!g_hash_table_contains (self->complete, &self->next_deliver))
+      while (!g_hash_table_contains (inbound->complete, &inbound->next_deliver))
         {
-          g_hash_table_remove (self->partial, &self->next_deliver);
-          self->next_deliver++;
+          g_hash_table_remove (inbound->partial, &inbound->next_deliver);
+          inbound->next_deliver++;
         }
     }
-  while ((key = self->next_deliver,
-          text = g_hash_table_lookup (self->complete, &key)) != NULL)
+  while ((key = inbound->next_deliver,
+          text = g_hash_table_lookup (inbound->complete, &key)) != NULL)
     {
-      g_autoptr(GBytes) owned = g_bytes_ref (text);
-
-      g_hash_table_remove (self->complete, &key);
-      self->next_deliver++;
-      emit_message (self, key, owned);
+      push_ready (self, key, text);
+      g_hash_table_remove (inbound->complete, &key);
+      inbound->next_deliver++;
     }
   /* The wait for a missing id starts when it becomes the next one: its sender sent it before
    * any of the held ones, so it has given it up by the time the wait ends. */
-  if (g_hash_table_size (self->complete) == 0)
-    self->gap_since = 0;
-  else if (self->gap_since == 0 || self->next_deliver != before)
-    self->gap_since = MAX (now, 1);
+  if (g_hash_table_size (inbound->complete) == 0)
+    inbound->gap_since = 0;
+  else if (inbound->gap_since == 0 || inbound->next_deliver != before)
+    inbound->gap_since = MAX (now, 1);
+}
+
+/* The state of @epoch, made the most recently used. A new epoch starts at the sender's floor:
+ * a receiver that restarted cannot know more. The least recently used one makes room, after
+ * delivering what it held, since those messages were acknowledged already. */
+static Inbound *
+inbound_for (GchatConversation *self,
+             guint32            epoch,
+             guint64            floor)
+{
+  Inbound *inbound;
+
+  for (GList *l = self->inbound.head; l != NULL; l = l->next)
+    {
+      inbound = l->data;
+      if (inbound->epoch == epoch)
+        {
+          g_queue_unlink (&self->inbound, l);
+          g_queue_push_head_link (&self->inbound, l);
+          return inbound;
+        }
+    }
+  if (self->inbound.length >= GCHAT_CONVERSATION_MAX_EPOCHS)
+    {
+      inbound = g_queue_pop_tail (&self->inbound);
+      inbound_skip_to (self, inbound, G_MAXUINT64);
+      inbound_free (inbound);
+    }
+  inbound = inbound_new (epoch, floor);
+  g_queue_push_head (&self->inbound, inbound);
+  return inbound;
 }
 
 static gboolean
 receive_fragment (GchatConversation        *self,
+                  Inbound                  *inbound,
                   const GchatDatagramData  *data,
                   GError                  **error)
 {
   GchatDatagramReassembler *reassembler;
   GBytes *text;
 
-  reassembler = g_hash_table_lookup (self->partial, &data->msg_id);
+  reassembler = g_hash_table_lookup (inbound->partial, &data->msg_id);
   if (reassembler == NULL)
     {
       reassembler = gchat_datagram_reassembler_new (data->msg_id);
-      g_hash_table_insert (self->partial, id_key (data->msg_id), reassembler);
+      g_hash_table_insert (inbound->partial, id_key (data->msg_id), reassembler);
     }
   if (!gchat_datagram_reassembler_add (reassembler, data, error))
     return FALSE;
@@ -727,13 +1011,55 @@ receive_fragment (GchatConversation        *self,
     return TRUE;
 
   text = gchat_datagram_reassembler_finish (reassembler, error);
-  g_hash_table_remove (self->partial, &data->msg_id);
+  g_hash_table_remove (inbound->partial, &data->msg_id);
   if (text == NULL)
     return FALSE;
-  g_hash_table_insert (self->complete, id_key (data->msg_id), text);
+  g_hash_table_insert (inbound->complete, id_key (data->msg_id), text);
   queue_ack (self, data->msg_id);
   remember_ack (self, data->msg_id);
   return TRUE;
+}
+
+/* Ids are epoch:u32 || number:u32 with neither 0, and the floor is in the same epoch. */
+static gboolean
+check_ids (const GchatDatagramData  *data,
+           GError                  **error)
+{
+  if (GCHAT_DATAGRAM_MSG_EPOCH (data->msg_id) == 0 || GCHAT_DATAGRAM_MSG_NUMBER (data->floor) == 0
+      || GCHAT_DATAGRAM_MSG_EPOCH (data->floor) != GCHAT_DATAGRAM_MSG_EPOCH (data->msg_id))
+    {
+      g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
+                           _("The peer sent a message with an invalid id"));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Takes one fragment into the state of its epoch, whose floor was applied already. */
+static gboolean
+accept_fragment (GchatConversation        *self,
+                 Inbound                  *inbound,
+                 const GchatDatagramData  *data,
+                 GError                  **error)
+{
+  /* A message received before is acknowledged again: the peer evidently missed the ack. Below
+   * the floor, the sender saw it acknowledged or gave it up, so the ack is harmless. */
+  if (data->msg_id < inbound->next_deliver
+      || g_hash_table_contains (inbound->complete, &data->msg_id))
+    {
+      queue_ack (self, data->msg_id);
+      return TRUE;
+    }
+  /* The window bounds what a peer can make this side hold: at most this many messages of at
+   * most GCHAT_DATAGRAM_MAX_TEXT bytes each, per epoch. */
+  if (data->msg_id - inbound->next_deliver >= GCHAT_CONVERSATION_RECEIVE_WINDOW)
+    {
+      g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_OUT_OF_WINDOW,
+                   _("“%s” sent message %" PRIu64 " while %" PRIu64
+                     " is still missing"), self->peer_user, data->msg_id, inbound->next_deliver);
+      return FALSE;
+    }
+  return receive_fragment (self, inbound, data, error);
 }
 
 static gboolean
@@ -743,44 +1069,56 @@ receive_data (GchatConversation  *self,
               GError            **error)
 {
   GchatDatagramData data;
+  Inbound *inbound;
+  gboolean ok;
   gsize len;
   const guint8 *bytes = g_bytes_get_data (body, &len);
 
-  if (!gchat_datagram_parse_data (bytes, len, &data, error))
+  if (!gchat_datagram_parse_data (bytes, len, &data, error) || !check_ids (&data, error))
     return FALSE;
-  if (data.msg_id == 0)
+  inbound = inbound_for (self, GCHAT_DATAGRAM_MSG_EPOCH (data.msg_id), data.floor);
+  /* The sender waits for nothing below its floor: no need to wait out the gap timeout. */
+  if (data.floor > inbound->next_deliver)
+    inbound_skip_to (self, inbound, data.floor);
+  ok = accept_fragment (self, inbound, &data, error);
+  deliver_ready (self, inbound, now);
+  emit_ready (self);
+  return ok;
+}
+
+/* Acks of messages transmitted after one that stays unacknowledged mean that it was lost, so
+ * it goes again at once rather than after its timeout (a fast retransmission, like TCP's with
+ * selective acks). Waiting for a second such ack keeps a message merely overtaken on the way
+ * from being sent twice. */
+static void
+retransmit_overtaken (GchatConversation *self,
+                      guint64            newest_order,
+                      gint64             now)
+{
+  for (GList *l = self->outgoing.head; l != NULL; l = l->next)
     {
-      g_set_error_literal (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED,
-                           _("The peer sent a message with id 0"));
-      return FALSE;
+      OutMessage *message = l->data;
+
+      if (!message->sent || message->tx_order >= newest_order)
+        continue;
+      if (++message->later_acks >= FAST_RETRANSMIT_ACKS && message->next_retx > now)
+        {
+          message->next_retx = now;
+          /* This send is not a timeout: it should not count towards the backoff. */
+          if (message->transmissions > 0)
+            message->transmissions--;
+        }
     }
-  /* A message received before is acknowledged again: the peer evidently missed the ack. */
-  if (data.msg_id < self->next_deliver || g_hash_table_contains (self->complete, &data.msg_id))
-    {
-      queue_ack (self, data.msg_id);
-      return TRUE;
-    }
-  /* The window bounds what a peer can make this side hold: at most this many messages of at
-   * most GCHAT_DATAGRAM_MAX_TEXT bytes each. */
-  if (data.msg_id - self->next_deliver >= GCHAT_CONVERSATION_RECEIVE_WINDOW)
-    {
-      g_set_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_OUT_OF_WINDOW,
-                   _("“%s” sent message %" PRIu64 " while %" PRIu64
-                     " is still missing"), self->peer_user, data.msg_id, self->next_deliver);
-      return FALSE;
-    }
-  if (!receive_fragment (self, &data, error))
-    return FALSE;
-  deliver_ready (self, now);
-  return TRUE;
 }
 
 static void
 receive_ack (GchatConversation *self,
              const guint64     *ids,
-             guint              count)
+             guint              count,
+             gint64             now)
 {
   g_autoptr(GArray) delivered = g_array_new (FALSE, FALSE, sizeof (guint64));
+  guint64 newest = 0;
 
   if (count == 0)
     {
@@ -795,9 +1133,12 @@ receive_ack (GchatConversation *self,
       /* Only a message that was sent can be acknowledged; anything else is ignored. */
       if (message == NULL || !message->sent)
         continue;
+      newest = MAX (newest, message->tx_order);
       remove_message (self, link);
       g_array_append_val (delivered, ids[i]);
     }
+  if (newest != 0)
+    retransmit_overtaken (self, newest, now);
   emit_ids (self, SIGNAL_DELIVERED, delivered);
 }
 
@@ -857,7 +1198,7 @@ gchat_conversation_receive (GchatConversation  *self,
     case GCHAT_DATAGRAM_KIND_ACK:
       if (!gchat_datagram_parse_ack (body_data, body_len, ids, &count, error))
         return FALSE;
-      receive_ack (self, ids, count);
+      receive_ack (self, ids, count, now);
       return TRUE;
     case GCHAT_DATAGRAM_KIND_HELLO:
       self->answer_hello = TRUE;

@@ -43,6 +43,25 @@ typedef enum {
 #define GCHAT_CONVERSATION_RECEIVE_WINDOW    64
 /* Messages that may wait behind the in-flight ones. */
 #define GCHAT_CONVERSATION_MAX_QUEUED        1024
+/* Sender epochs (one per start of the peer's program) whose receive state is kept; the least
+ * recently used is dropped, after delivering what it held, when another one arrives. */
+#define GCHAT_CONVERSATION_MAX_EPOCHS        4
+
+/* A message taken back from the conversation before it was acknowledged. @text holds @len
+ * bytes of UTF-8 and a NUL after them; it is wiped when the message is freed. */
+typedef struct {
+  guint64  msg_id;
+  char    *text;
+  gsize    len;
+} GchatOutgoingMessage;
+
+#define GCHAT_TYPE_OUTGOING_MESSAGE (gchat_outgoing_message_get_type ())
+
+GType                 gchat_outgoing_message_get_type (void) G_GNUC_CONST;
+GchatOutgoingMessage *gchat_outgoing_message_copy     (const GchatOutgoingMessage *message);
+void                  gchat_outgoing_message_free     (GchatOutgoingMessage       *message);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatOutgoingMessage, gchat_outgoing_message_free)
 
 #define GCHAT_TYPE_CONVERSATION (gchat_conversation_get_type ())
 
@@ -83,9 +102,16 @@ void               gchat_conversation_set_rekey_limits (GchatConversation   *sel
                                                         guint64              datagrams,
                                                         gint64               age_us);
 
+/* The random epoch (never 0) of the ids this side gives its messages, chosen when the
+ * conversation is made, so that a restarted program never repeats an id the peer has seen. */
+guint32            gchat_conversation_get_epoch        (GchatConversation   *self);
+/* For tests: a chosen epoch instead of the random one, before the first message is sent. */
+void               gchat_conversation_set_epoch        (GchatConversation   *self,
+                                                        guint32              epoch);
+
 /* Queues a message of at most GCHAT_DATAGRAM_MAX_TEXT bytes of UTF-8 without NUL and returns
- * its id (1, 2, …), or 0 and an error. It is sent at the next poll (once a key is installed
- * and the in-flight window admits it). */
+ * its id (GCHAT_DATAGRAM_MSG_ID (epoch, n), n = 1, 2, …), or 0 and an error. It is sent at the
+ * next poll (once a key is installed and the in-flight window admits it). */
 guint64            gchat_conversation_send             (GchatConversation   *self,
                                                         const char          *text,
                                                         gsize                len,
@@ -119,6 +145,13 @@ GArray            *gchat_conversation_take_stalled     (GchatConversation   *sel
 GPtrArray         *gchat_conversation_seal_message     (GchatConversation   *self,
                                                         guint64              msg_id,
                                                         GError             **error);
+
+/* Removes every message not yet acknowledged, in flight or queued, and returns them oldest
+ * first (a GPtrArray of GchatOutgoingMessage, empty when none), for the client to hand to the
+ * server's mailbox. Acks that come for them later are ignored, and the floor the peer sees
+ * moves past them, so it stops waiting for them. The peer may have received some of them
+ * whole already: whoever delivers the mailbox copy should drop an id seen before. */
+GPtrArray         *gchat_conversation_take_unacknowledged (GchatConversation *self);
 
 /* How many messages wait for an ack or to be sent. */
 guint              gchat_conversation_get_n_pending    (GchatConversation   *self);

@@ -21,10 +21,11 @@
 #define DIRECTION_INFO_MAX (sizeof LABEL_LO_HI - 1 + 2 * (1 + GCHAT_USER_NAME_MAX))
 G_STATIC_ASSERT (sizeof LABEL_LO_HI == sizeof LABEL_HI_LO);
 
-#define DATA_MAX_TEXT (GCHAT_DATAGRAM_MAX_BODY - GCHAT_DATAGRAM_DATA_HEADER_SIZE)
+#define DATA_MAX_TEXT GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT
 
 G_STATIC_ASSERT (GCHAT_DATAGRAM_MIN_SIZE == GCHAT_DATAGRAM_HEADER_SIZE + GCHAT_AEAD_TAG_SIZE);
 G_STATIC_ASSERT (GCHAT_DATAGRAM_MAX_BODY == 1168);
+G_STATIC_ASSERT (DATA_MAX_TEXT == 1148);
 /* Even the smallest allowed fragments must be able to carry the largest text. */
 G_STATIC_ASSERT ((guint64) GCHAT_DATAGRAM_MAX_FRAGMENTS * DATA_MAX_TEXT >= GCHAT_DATAGRAM_MAX_TEXT);
 G_STATIC_ASSERT (GCHAT_DATAGRAM_WINDOW == 64);
@@ -708,8 +709,21 @@ check_fragment (guint    fragment,
   return TRUE;
 }
 
+/* The floor is the oldest message the sender still waits for, so it cannot be past the
+ * message that carries it. */
+static gboolean
+check_floor (guint64   msg_id,
+             guint64   floor,
+             GError  **error)
+{
+  if (floor > msg_id)
+    return set_malformed (error, _("a message names a floor past its own id"));
+  return TRUE;
+}
+
 GBytes *
 gchat_datagram_build_data (guint64        msg_id,
+                           guint64        floor,
                            guint16        fragment,
                            guint16        fragments,
                            const guint8  *text,
@@ -722,7 +736,7 @@ gchat_datagram_build_data (guint64        msg_id,
   g_return_val_if_fail (text != NULL || text_len == 0, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  if (!check_fragment (fragment, fragments, error))
+  if (!check_fragment (fragment, fragments, error) || !check_floor (msg_id, floor, error))
     return NULL;
   if (text_len > DATA_MAX_TEXT)
     {
@@ -734,8 +748,9 @@ gchat_datagram_build_data (guint64        msg_id,
   len = GCHAT_DATAGRAM_DATA_HEADER_SIZE + text_len;
   body = gchat_wiped_buffer_new (len);
   put_u64 (body, msg_id);
-  put_u16 (body + 8, fragment);
-  put_u16 (body + 10, fragments);
+  put_u64 (body + 8, floor);
+  put_u16 (body + 16, fragment);
+  put_u16 (body + 18, fragments);
   if (text_len > 0)
     memcpy (body + GCHAT_DATAGRAM_DATA_HEADER_SIZE, text, text_len);
   return gchat_wiped_buffer_to_bytes (body, len);
@@ -747,6 +762,7 @@ gchat_datagram_parse_data (const guint8       *data,
                            GchatDatagramData  *out,
                            GError            **error)
 {
+  guint64 msg_id, floor;
   guint16 fragment, fragments;
 
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
@@ -756,12 +772,15 @@ gchat_datagram_parse_data (const guint8       *data,
     return set_malformed (error, _("a data body is too short"));
   if (len > GCHAT_DATAGRAM_MAX_BODY)
     return set_malformed (error, _("a data body is too long"));
-  fragment = get_u16 (data + 8);
-  fragments = get_u16 (data + 10);
-  if (!check_fragment (fragment, fragments, error))
+  msg_id = get_u64 (data);
+  floor = get_u64 (data + 8);
+  fragment = get_u16 (data + 16);
+  fragments = get_u16 (data + 18);
+  if (!check_fragment (fragment, fragments, error) || !check_floor (msg_id, floor, error))
     return FALSE;
 
-  out->msg_id = get_u64 (data);
+  out->msg_id = msg_id;
+  out->floor = floor;
   out->fragment = fragment;
   out->fragments = fragments;
   out->text = data + GCHAT_DATAGRAM_DATA_HEADER_SIZE;
@@ -1023,6 +1042,7 @@ gchat_datagram_endpoint_to_address (const GchatDatagramEndpoint *endpoint)
 
 GPtrArray *
 gchat_datagram_split_text (guint64      msg_id,
+                           guint64      floor,
                            const char  *text,
                            gsize        len,
                            gsize        max_body,
@@ -1057,7 +1077,7 @@ gchat_datagram_split_text (guint64      msg_id,
   for (gsize i = 0; i < n; i++)
     {
       gsize offset = i * chunk;
-      GBytes *body = gchat_datagram_build_data (msg_id, (guint16) i, (guint16) n,
+      GBytes *body = gchat_datagram_build_data (msg_id, floor, (guint16) i, (guint16) n,
                                                 (const guint8 *) text + offset,
                                                 MIN (chunk, len - offset), error);
       if (body == NULL)

@@ -36,10 +36,17 @@ typedef enum {
 /* How far behind the highest sequence number a datagram may arrive and still be accepted. */
 #define GCHAT_DATAGRAM_WINDOW        64
 
-/* Data bodies: msg_id:u64 || fragment:u16 || fragments:u16 || text. */
-#define GCHAT_DATAGRAM_DATA_HEADER_SIZE 12
+/* Data bodies: msg_id:u64 || floor:u64 || fragment:u16 || fragments:u16 || text, so a
+ * fragment carries at most 1168 - 20 = 1148 bytes of text, and 58 of them the largest text. */
+#define GCHAT_DATAGRAM_DATA_HEADER_SIZE 20
+#define GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT (GCHAT_DATAGRAM_MAX_BODY - GCHAT_DATAGRAM_DATA_HEADER_SIZE)
 #define GCHAT_DATAGRAM_MAX_FRAGMENTS 64
 #define GCHAT_DATAGRAM_MAX_TEXT      65536
+/* A message id is epoch:u32 || number:u32 (§7.2): the sender picks a random epoch other than
+ * 0 each time it starts, and numbers its messages 1, 2, … within it. */
+#define GCHAT_DATAGRAM_MSG_ID(epoch, number) (((guint64) (epoch) << 32) | (guint32) (number))
+#define GCHAT_DATAGRAM_MSG_EPOCH(msg_id)      ((guint32) ((msg_id) >> 32))
+#define GCHAT_DATAGRAM_MSG_NUMBER(msg_id)     ((guint32) ((msg_id) & G_MAXUINT32))
 /* Ack bodies: count:u8 || count × msg_id:u64; 0 only answers a hello. */
 #define GCHAT_DATAGRAM_MAX_ACK_IDS   64
 /* Endpoint bodies: the sender's user name and up to this many local endpoints. */
@@ -53,9 +60,11 @@ typedef struct {
   guint64           seq;
 } GchatDatagramHeader;
 
-/* A parsed data body. @text points into the bytes that were parsed. */
+/* A parsed data body. @text points into the bytes that were parsed. @floor is the sender's
+ * oldest unacknowledged message id: it gave up or saw acknowledged every id below it. */
 typedef struct {
   guint64       msg_id;
+  guint64       floor;
   guint16       fragment;
   guint16       fragments;
   const guint8 *text;
@@ -149,8 +158,10 @@ guint32           gchat_endpoint_key_get_endpoint_id (GchatEndpointKey   *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatEndpointKey, gchat_endpoint_key_free)
 
-/* Data bodies. Build checks 1 ≤ fragments ≤ 64, fragment < fragments and the body size. */
+/* Data bodies. Build and parse check floor ≤ msg_id, 1 ≤ fragments ≤ 64,
+ * fragment < fragments and the body size. */
 GBytes   *gchat_datagram_build_data      (guint64             msg_id,
+                                          guint64             floor,
                                           guint16             fragment,
                                           guint16             fragments,
                                           const guint8       *text,
@@ -195,6 +206,7 @@ GSocketAddress *gchat_datagram_endpoint_to_address   (const GchatDatagramEndpoin
  * GCHAT_DATAGRAM_MAX_FRAGMENTS of them. An empty text is one body. Returns a GPtrArray of
  * GBytes, in fragment order. */
 GPtrArray *gchat_datagram_split_text     (guint64             msg_id,
+                                          guint64             floor,
                                           const char         *text,
                                           gsize               len,
                                           gsize               max_body,

@@ -123,11 +123,27 @@ next_pair_key (Net *net)
     net->pair_key[i] = (guint8) g_rand_int (net->rand);
 }
 
+/* A new conversation object for one side, as after a restart of its program. */
+static void
+net_start (Net *net,
+           int  side)
+{
+  const char *names[2] = { "alice", "bob" };
+  Record *record = &net->record[side];
+
+  g_clear_object (&net->side[side]);
+  net->side[side] = gchat_conversation_new (names[side], names[1 - side]);
+  g_signal_connect (net->side[side], "message", G_CALLBACK (on_message), record);
+  g_signal_connect (net->side[side], "delivered", G_CALLBACK (on_delivered), record);
+  g_signal_connect (net->side[side], "stalled", G_CALLBACK (on_stalled), record);
+  g_signal_connect (net->side[side], "failed", G_CALLBACK (on_failed), record);
+  g_signal_connect (net->side[side], "hello-answered", G_CALLBACK (on_hello_answered), record);
+}
+
 static void
 net_setup (Net           *net,
            gconstpointer  data)
 {
-  const char *names[2] = { "alice", "bob" };
 
   net->packets = g_ptr_array_new_with_free_func ((GDestroyNotify) packet_free);
   net->rand = g_rand_new_with_seed (20261126);
@@ -137,17 +153,12 @@ net_setup (Net           *net,
     {
       Record *record = &net->record[i];
 
-      net->side[i] = gchat_conversation_new (names[i], names[1 - i]);
       record->messages = g_array_new (FALSE, FALSE, sizeof (guint64));
       record->texts = g_ptr_array_new_with_free_func (g_free);
       record->delivered = g_array_new (FALSE, FALSE, sizeof (guint64));
       record->stalled = g_array_new (FALSE, FALSE, sizeof (guint64));
       record->failed = g_array_new (FALSE, FALSE, sizeof (guint64));
-      g_signal_connect (net->side[i], "message", G_CALLBACK (on_message), record);
-      g_signal_connect (net->side[i], "delivered", G_CALLBACK (on_delivered), record);
-      g_signal_connect (net->side[i], "stalled", G_CALLBACK (on_stalled), record);
-      g_signal_connect (net->side[i], "failed", G_CALLBACK (on_failed), record);
-      g_signal_connect (net->side[i], "hello-answered", G_CALLBACK (on_hello_answered), record);
+      net_start (net, i);
     }
   next_pair_key (net);
   install_key (net, ALICE, net->key_id);
@@ -284,13 +295,29 @@ send_text (Net        *net,
   g_assert_cmpuint (id, >, 0);
 }
 
+/* The id a side gave its @n-th message. */
+static guint64
+id_of (Net    *net,
+       int     side,
+       guint32 n)
+{
+  return GCHAT_DATAGRAM_MSG_ID (gchat_conversation_get_epoch (net->side[side]), n);
+}
+
+/* Messages 1..n of one sender epoch, each once and in order. */
 static void
 assert_in_order (Record *record,
                  guint   n)
 {
+  guint32 epoch;
+
   g_assert_cmpuint (record->messages->len, ==, n);
+  if (n == 0)
+    return;
+  epoch = GCHAT_DATAGRAM_MSG_EPOCH (g_array_index (record->messages, guint64, 0));
   for (guint i = 0; i < n; i++)
-    g_assert_cmpuint (g_array_index (record->messages, guint64, i), ==, i + 1);
+    g_assert_cmpuint (g_array_index (record->messages, guint64, i), ==,
+                      GCHAT_DATAGRAM_MSG_ID (epoch, i + 1));
 }
 
 /* ---- Tests ---- */
@@ -315,6 +342,7 @@ run_both_ways (Net   *net,
                gint64 limit)
 {
   guint queued = 0;
+  gint64 start = net->now;
 
   while (net->now < limit
          && (net->record[ALICE].messages->len < n || net->record[BOB].messages->len < n
@@ -330,6 +358,8 @@ run_both_ways (Net   *net,
           }
       net_step (net);
     }
+  g_test_message ("%u messages each way in %.1f s of simulated time", n,
+                  (double) (net->now - start) / G_USEC_PER_SEC);
   for (int to = 0; to < 2; to++)
     {
       Record *record = &net->record[to];
@@ -372,7 +402,7 @@ test_largest (Net           *net,
     g_string_append (text, "é");
   g_assert_cmpuint (text->len, ==, GCHAT_DATAGRAM_MAX_TEXT);
   g_assert_cmpuint (gchat_conversation_send (net->side[ALICE], text->str, text->len, net->now,
-                                             &error), ==, 1);
+                                             &error), ==, id_of (net, ALICE, 1));
   g_assert_no_error (error);
 
   g_string_append_c (text, 'x');
@@ -412,10 +442,11 @@ test_send_errors (Net           *net,
   g_clear_error (&error);
 
   /* An empty message is a message too, and ids count from 1. */
-  g_assert_cmpuint (gchat_conversation_send (net->side[ALICE], "", 0, net->now, &error), ==, 1);
+  g_assert_cmpuint (gchat_conversation_send (net->side[ALICE], "", 0, net->now, &error), ==,
+                    id_of (net, ALICE, 1));
   for (i = 1; i < GCHAT_CONVERSATION_MAX_IN_FLIGHT + GCHAT_CONVERSATION_MAX_QUEUED; i++)
     g_assert_cmpuint (gchat_conversation_send (net->side[ALICE], "x", 1, net->now, NULL), ==,
-                      i + 1);
+                      id_of (net, ALICE, i + 1));
   g_assert_cmpuint (gchat_conversation_send (net->side[ALICE], "x", 1, net->now, &error), ==, 0);
   g_assert_error (error, GCHAT_CONVERSATION_ERROR, GCHAT_CONVERSATION_ERROR_QUEUE_FULL);
 }
@@ -442,7 +473,7 @@ static void
 test_backoff (Net           *net,
               gconstpointer  data)
 {
-  const gint64 expected[] = { 200, 400, 800, 1600, 3200, 5000, 5000, 5000 };
+  const gint64 expected[] = { 200, 200, 200, 400, 800, 1600, 3200, 5000, 5000 };
   gint64 last;
   g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   gint64 now = net->now;
@@ -547,7 +578,8 @@ test_stalled_failed (Net           *net,
   g_assert_cmpuint (net->record[ALICE].failed->len, ==, 0);
   run_until (net, t0 + GCHAT_CONVERSATION_FAIL_TIMEOUT + 2 * TICK);
   g_assert_cmpuint (net->record[ALICE].failed->len, ==, 1);
-  g_assert_cmpuint (g_array_index (net->record[ALICE].failed, guint64, 0), ==, 2);
+  g_assert_cmpuint (g_array_index (net->record[ALICE].failed, guint64, 0), ==,
+                    id_of (net, ALICE, 2));
   /* It stalled on the way, but a failed message no longer waits for the relay. */
   g_assert_cmpuint (net->record[ALICE].stalled->len, ==, 2);
   g_clear_pointer (&none, g_array_unref);
@@ -555,16 +587,15 @@ test_stalled_failed (Net           *net,
   g_assert_cmpuint (none->len, ==, 0);
   g_assert_cmpuint (gchat_conversation_get_n_pending (net->side[ALICE]), ==, 0);
 
-  /* Message 3 gets through and waits at bob for the missing 2 until bob skips it. */
+  /* Message 3 carries a floor past the failed 2, so bob does not wait for 2 at all. */
   net->blocked = FALSE;
   t0 = net->now;
   send_text (net, ALICE, "three");
-  run_until (net, t0 + G_USEC_PER_SEC);
+  run_until (net, t0 + 100 * MS);
   g_assert_cmpuint (net->record[ALICE].delivered->len, ==, 2);
-  assert_in_order (&net->record[BOB], 1);
-  run_until (net, t0 + GCHAT_CONVERSATION_GAP_TIMEOUT + G_USEC_PER_SEC);
   g_assert_cmpuint (net->record[BOB].messages->len, ==, 2);
-  g_assert_cmpuint (g_array_index (net->record[BOB].messages, guint64, 1), ==, 3);
+  g_assert_cmpuint (g_array_index (net->record[BOB].messages, guint64, 1), ==,
+                    id_of (net, ALICE, 3));
   g_assert_cmpstr (g_ptr_array_index (net->record[BOB].texts, 1), ==, "three");
 }
 
@@ -807,6 +838,10 @@ test_in_flight_fragments (Net           *net,
   g_assert_cmpuint (net->record[ALICE].delivered->len, ==, 5);
 }
 
+/* The epoch of the datagrams a test seals by hand as the peer. */
+#define PEER_EPOCH  0x7e57
+#define PEER_ID(n)  GCHAT_DATAGRAM_MSG_ID (PEER_EPOCH, n)
+
 /* A hostile bob opens many messages and completes none. */
 static void
 test_reassembly_bound (Net           *net,
@@ -819,10 +854,11 @@ test_reassembly_bound (Net           *net,
   guint8 chunk[1100];
 
   memset (chunk, 'm', sizeof chunk);
-  for (guint64 id = 1; id <= 1000; id++)
+  for (guint32 n = 1; n <= 1000; n++)
     {
       g_autoptr(GError) error = NULL;
-      g_autoptr(GBytes) body = gchat_datagram_build_data (id, 0, 64, chunk, sizeof chunk, NULL);
+      g_autoptr(GBytes) body = gchat_datagram_build_data (PEER_ID (n), PEER_ID (1), 0, 64, chunk,
+                                                          sizeof chunk, NULL);
       g_autoptr(GBytes) datagram =
         gchat_peer_keys_seal (mallory, GCHAT_DATAGRAM_KIND_DATA, g_bytes_get_data (body, NULL),
                               g_bytes_get_size (body), NULL);
@@ -842,8 +878,8 @@ test_reassembly_bound (Net           *net,
   for (guint16 fragment = 1; fragment < 64; fragment++)
     {
       g_autoptr(GError) error = NULL;
-      g_autoptr(GBytes) body = gchat_datagram_build_data (1, fragment, 64, chunk, sizeof chunk,
-                                                          NULL);
+      g_autoptr(GBytes) body = gchat_datagram_build_data (PEER_ID (1), PEER_ID (1), fragment, 64,
+                                                          chunk, sizeof chunk, NULL);
       g_autoptr(GBytes) datagram =
         gchat_peer_keys_seal (mallory, GCHAT_DATAGRAM_KIND_DATA, g_bytes_get_data (body, NULL),
                               g_bytes_get_size (body), NULL);
@@ -860,22 +896,36 @@ test_reassembly_bound (Net           *net,
 }
 
 /* Seals a one-fragment message as the peer would, to hand-pick what arrives. */
-static void
-receive_from (Net           *net,
-              GchatPeerKeys *peer,
-              int            to,
-              guint64        msg_id,
-              const char    *text)
+static gboolean
+receive_with_floor (Net            *net,
+                    GchatPeerKeys  *peer,
+                    int             to,
+                    guint64         msg_id,
+                    guint64         floor,
+                    const char     *text,
+                    GError        **error)
 {
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) body = gchat_datagram_build_data (msg_id, 0, 1, (const guint8 *) text,
+  g_autoptr(GBytes) body = gchat_datagram_build_data (msg_id, floor, 0, 1, (const guint8 *) text,
                                                       strlen (text), NULL);
   g_autoptr(GBytes) datagram =
     gchat_peer_keys_seal (peer, GCHAT_DATAGRAM_KIND_DATA, g_bytes_get_data (body, NULL),
                           g_bytes_get_size (body), NULL);
 
-  g_assert_true (gchat_conversation_receive (net->side[to], g_bytes_get_data (datagram, NULL),
-                                             g_bytes_get_size (datagram), net->now, &error));
+  return gchat_conversation_receive (net->side[to], g_bytes_get_data (datagram, NULL),
+                                     g_bytes_get_size (datagram), net->now, error);
+}
+
+/* Message @n of the peer's test epoch, whose floor stays at 1. */
+static void
+receive_from (Net           *net,
+              GchatPeerKeys *peer,
+              int            to,
+              guint32        n,
+              const char    *text)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (receive_with_floor (net, peer, to, PEER_ID (n), PEER_ID (1), text, &error));
   g_assert_no_error (error);
 }
 
@@ -918,12 +968,325 @@ test_gap (Net           *net,
   net->now += TICK;
   poll_side (net, ALICE);
   g_assert_cmpuint (record->messages->len, ==, 3);
-  g_assert_cmpuint (g_array_index (record->messages, guint64, 2), ==, 5);
+  g_assert_cmpuint (g_array_index (record->messages, guint64, 2), ==, PEER_ID (5));
   g_assert_cmpstr (g_ptr_array_index (record->texts, 2), ==, "five");
 
   /* A skipped id arriving late is acknowledged but never delivered out of order. */
   receive_from (net, bob, ALICE, 4, "four");
   g_assert_cmpuint (record->messages->len, ==, 3);
+}
+
+/* ---- Restarts, floors and epochs ---- */
+
+/* One side's program restarts: a new conversation object, and a new pair key for both, since
+ * a pair key lives only in memory. */
+static void
+net_restart (Net *net,
+             int  side)
+{
+  net_start (net, side);
+  next_pair_key (net);
+  install_key (net, ALICE, net->key_id);
+  install_key (net, BOB, net->key_id);
+}
+
+static void
+run_until_delivered (Net    *net,
+                     int     from,
+                     guint   n,
+                     gint64  limit)
+{
+  while (net->record[from].delivered->len < n && net->now < limit)
+    net_step (net);
+  g_assert_cmpuint (net->record[from].delivered->len, ==, n);
+}
+
+/* The text of the @i-th message, for the tests that check each text. */
+static void
+send_numbered (Net   *net,
+               int    from,
+               guint  i)
+{
+  g_autofree char *text = make_text (from, i);
+
+  send_text (net, from, text);
+}
+
+static void
+assert_texts (Net   *net,
+              int    to,
+              guint  n)
+{
+  g_assert_cmpuint (net->record[to].texts->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *expected = make_text (1 - to, i);
+
+      g_assert_cmpstr (g_ptr_array_index (net->record[to].texts, i), ==, expected);
+    }
+}
+
+/* A restarted sender numbers from 1 again, in a new epoch: the receiver, still running,
+ * delivers the new messages instead of taking them for duplicates. */
+static void
+test_sender_restart (Net           *net,
+                     gconstpointer  data)
+{
+  guint32 old_epoch = gchat_conversation_get_epoch (net->side[ALICE]);
+  guint32 new_epoch;
+  Record *record = &net->record[BOB];
+
+  net->loss = 0.2;
+  for (guint i = 0; i < 10; i++)
+    send_numbered (net, ALICE, i);
+  run_until_delivered (net, ALICE, 10, net->now + 30 * G_USEC_PER_SEC);
+  run_until (net, net->now + 100 * MS);
+
+  net_restart (net, ALICE);
+  new_epoch = gchat_conversation_get_epoch (net->side[ALICE]);
+  g_assert_cmpuint (new_epoch, !=, old_epoch);
+  for (guint i = 10; i < 20; i++)
+    send_numbered (net, ALICE, i);
+  run_until_delivered (net, ALICE, 20, net->now + 30 * G_USEC_PER_SEC);
+  run_until (net, net->now + G_USEC_PER_SEC);
+
+  assert_texts (net, BOB, 20);
+  for (guint i = 0; i < 20; i++)
+    g_assert_cmpuint (g_array_index (record->messages, guint64, i), ==,
+                      GCHAT_DATAGRAM_MSG_ID (i < 10 ? old_epoch : new_epoch, i % 10 + 1));
+  g_assert_cmpuint (net->record[ALICE].failed->len, ==, 0);
+
+  /* Bob's side kept going through alice's restart: his messages reach the new alice. */
+  for (guint i = 0; i < 5; i++)
+    send_numbered (net, BOB, i);
+  run_until_delivered (net, BOB, 5, net->now + 30 * G_USEC_PER_SEC);
+  assert_in_order (&net->record[ALICE], 5);
+}
+
+/* A restarted receiver knows nothing of the sender's epoch: it starts at the floor the
+ * datagrams carry, mid-epoch, and delivers what the sender still waits for. */
+static void
+test_receiver_restart (Net           *net,
+                       gconstpointer  data)
+{
+  for (guint i = 0; i < 5; i++)
+    send_numbered (net, ALICE, i);
+  run_until_delivered (net, ALICE, 5, net->now + 10 * G_USEC_PER_SEC);
+
+  /* Bob is gone while alice sends three more. */
+  net->blocked = TRUE;
+  for (guint i = 5; i < 8; i++)
+    send_numbered (net, ALICE, i);
+  run_until (net, net->now + 2 * G_USEC_PER_SEC);
+  g_assert_cmpuint (net->record[BOB].messages->len, ==, 5);
+
+  net_restart (net, BOB);
+  net->blocked = FALSE;
+  net->loss = 0.2;
+  run_until_delivered (net, ALICE, 8, net->now + 30 * G_USEC_PER_SEC);
+  for (guint i = 8; i < 10; i++)
+    send_numbered (net, ALICE, i);
+  run_until_delivered (net, ALICE, 10, net->now + 30 * G_USEC_PER_SEC);
+
+  /* Each message once, in order, across the restart. */
+  assert_in_order (&net->record[BOB], 10);
+  assert_texts (net, BOB, 10);
+  g_assert_cmpuint (net->record[ALICE].failed->len, ==, 0);
+}
+
+static void
+test_lossy_long (Net           *net,
+                 gconstpointer  data)
+{
+  net->loss = 0.3;
+  net->jitter = 20 * MS;
+  run_both_ways (net, 1000, START + G_GINT64_CONSTANT (3600) * G_USEC_PER_SEC);
+}
+
+/* The floor moves the receiver past what the sender gave up, at once, and delivers what it
+ * held below it, which it had acknowledged. */
+static void
+test_floor_skip (Net           *net,
+                 gconstpointer  data)
+{
+  g_autoptr(GchatPeerKeys) bob = gchat_peer_keys_new (net->pair_key, net->key_id, "bob",
+                                                      "alice", NULL);
+  g_autoptr(GError) error = NULL;
+  Record *record = &net->record[ALICE];
+
+  receive_from (net, bob, ALICE, 1, "one");
+  receive_from (net, bob, ALICE, 3, "three");
+  receive_from (net, bob, ALICE, 5, "five");
+  g_assert_cmpuint (record->messages->len, ==, 1);
+
+  /* Bob gave 2 and 4 up (3 and 5 are not acknowledged yet as far as he knows). */
+  g_assert_true (receive_with_floor (net, bob, ALICE, PEER_ID (6), PEER_ID (3), "six", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (record->messages->len, ==, 2);
+  g_assert_true (receive_with_floor (net, bob, ALICE, PEER_ID (7), PEER_ID (7), "seven", &error));
+  g_assert_cmpuint (record->messages->len, ==, 5);
+  g_assert_cmpuint (g_array_index (record->messages, guint64, 2), ==, PEER_ID (5));
+  g_assert_cmpuint (g_array_index (record->messages, guint64, 3), ==, PEER_ID (6));
+  g_assert_cmpuint (g_array_index (record->messages, guint64, 4), ==, PEER_ID (7));
+  g_assert_cmpstr (g_ptr_array_index (record->texts, 4), ==, "seven");
+  /* Nothing waits, so nothing is due for a gap. */
+  poll_side (net, ALICE);
+
+  /* An id below the floor is old: acknowledged again, never delivered. */
+  receive_from (net, bob, ALICE, 4, "four");
+  g_assert_cmpuint (record->messages->len, ==, 5);
+
+  /* A floor in another epoch, or ids with a zero half, are malformed (a floor past its id
+   * cannot even be parsed: test-datagram). */
+  g_assert_false (receive_with_floor (net, bob, ALICE, PEER_ID (9),
+                                      GCHAT_DATAGRAM_MSG_ID (PEER_EPOCH - 1, 9), "x", &error));
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_clear_error (&error);
+  g_assert_false (receive_with_floor (net, bob, ALICE, PEER_ID (9), PEER_ID (0), "x", &error));
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_clear_error (&error);
+  g_assert_false (receive_with_floor (net, bob, ALICE, 9, 1, "x", &error));
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_assert_cmpuint (record->messages->len, ==, 5);
+}
+
+/* The client takes back what the peer has not acknowledged, to post it to the mailbox. */
+static void
+test_take_unacknowledged (Net           *net,
+                          gconstpointer  data)
+{
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr(GPtrArray) acks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr(GPtrArray) taken = NULL;
+  g_autoptr(GArray) stalled = NULL;
+  const guint n = GCHAT_CONVERSATION_MAX_IN_FLIGHT + 8;
+
+  for (guint i = 0; i < 3; i++)
+    send_numbered (net, ALICE, i);
+  run_until_delivered (net, ALICE, 3, net->now + 10 * G_USEC_PER_SEC);
+
+  /* Message 4 reaches bob whole, but his ack is held back; the rest go nowhere. */
+  for (guint i = 3; i < 3 + n; i++)
+    send_numbered (net, ALICE, i);
+  gchat_conversation_poll (net->side[ALICE], net->now, out);
+  /* The in-flight window, three of them in three fragments each. */
+  g_assert_cmpuint (out->len, ==, GCHAT_CONVERSATION_MAX_IN_FLIGHT + 3 * 2);
+  net_receive (net, BOB, g_ptr_array_index (out, 0));
+  gchat_conversation_poll (net->side[BOB], net->now, acks);
+  g_assert_cmpuint (acks->len, ==, 1);
+  net->now += 2 * G_USEC_PER_SEC;
+  g_ptr_array_set_size (out, 0);
+  gchat_conversation_poll (net->side[ALICE], net->now, out); /* they stall */
+  g_assert_cmpuint (net->record[ALICE].stalled->len, ==, GCHAT_CONVERSATION_MAX_IN_FLIGHT);
+
+  taken = gchat_conversation_take_unacknowledged (net->side[ALICE]);
+  g_assert_cmpuint (taken->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    {
+      GchatOutgoingMessage *message = g_ptr_array_index (taken, i);
+      g_autofree char *expected = make_text (ALICE, 3 + i);
+
+      g_assert_cmpuint (message->msg_id, ==, id_of (net, ALICE, 4 + i));
+      g_assert_cmpstr (message->text, ==, expected);
+      g_assert_cmpuint (message->len, ==, strlen (expected));
+    }
+  g_assert_cmpuint (gchat_conversation_get_n_pending (net->side[ALICE]), ==, 0);
+  stalled = gchat_conversation_take_stalled (net->side[ALICE]);
+  g_assert_cmpuint (stalled->len, ==, 0);
+  g_clear_pointer (&taken, g_ptr_array_unref);
+  taken = gchat_conversation_take_unacknowledged (net->side[ALICE]);
+  g_assert_cmpuint (taken->len, ==, 0);
+
+  /* Bob's late ack changes nothing, and nothing is sent again. */
+  net_receive (net, ALICE, g_ptr_array_index (acks, 0));
+  g_assert_cmpuint (net->record[ALICE].delivered->len, ==, 3);
+  g_ptr_array_set_size (out, 0);
+  g_assert_cmpint (gchat_conversation_poll (net->side[ALICE], net->now + 10 * G_USEC_PER_SEC, out),
+                   ==, G_MAXINT64);
+  g_assert_cmpuint (out->len, ==, 0);
+
+  /* The next message's floor tells bob to stop waiting for the taken ones. */
+  send_text (net, ALICE, "after");
+  run_until_delivered (net, ALICE, 4, net->now + G_USEC_PER_SEC);
+  g_assert_cmpuint (net->record[BOB].messages->len, ==, 5);
+  g_assert_cmpuint (g_array_index (net->record[BOB].messages, guint64, 3), ==,
+                    id_of (net, ALICE, 4));
+  g_assert_cmpuint (g_array_index (net->record[BOB].messages, guint64, 4), ==,
+                    id_of (net, ALICE, 4 + n));
+  g_assert_cmpstr (g_ptr_array_index (net->record[BOB].texts, 4), ==, "after");
+  g_assert_cmpuint (net->record[ALICE].failed->len, ==, 0);
+}
+
+/* Ids are epoch:number with a random epoch; tests may choose it. */
+static void
+test_epoch (Net           *net,
+            gconstpointer  data)
+{
+  g_autoptr(GchatConversation) other = gchat_conversation_new ("alice", "bob");
+  g_autoptr(GchatConversation) chosen = gchat_conversation_new ("alice", "bob");
+  g_autoptr(GchatOutgoingMessage) copy = NULL;
+  g_autoptr(GPtrArray) taken = NULL;
+
+  g_assert_cmpuint (gchat_conversation_get_epoch (net->side[ALICE]), !=, 0);
+  g_assert_cmpuint (gchat_conversation_get_epoch (other), !=, 0);
+  g_assert_cmpuint (gchat_conversation_get_epoch (other), !=,
+                    gchat_conversation_get_epoch (net->side[ALICE]));
+
+  gchat_conversation_set_epoch (chosen, 0xfeedf00d);
+  g_assert_cmpuint (gchat_conversation_get_epoch (chosen), ==, 0xfeedf00d);
+  g_assert_cmpuint (gchat_conversation_send (chosen, "hi", 2, net->now, NULL), ==,
+                    G_GUINT64_CONSTANT (0xfeedf00d00000001));
+  g_assert_cmpuint (gchat_conversation_send (chosen, "", 0, net->now, NULL), ==,
+                    G_GUINT64_CONSTANT (0xfeedf00d00000002));
+  taken = gchat_conversation_take_unacknowledged (chosen);
+  g_assert_cmpuint (taken->len, ==, 2);
+  copy = gchat_outgoing_message_copy (g_ptr_array_index (taken, 1));
+  g_assert_cmpuint (copy->msg_id, ==, G_GUINT64_CONSTANT (0xfeedf00d00000002));
+  g_assert_cmpstr (copy->text, ==, "");
+  g_assert_true (G_TYPE_IS_BOXED (GCHAT_TYPE_OUTGOING_MESSAGE));
+  /* Ids go on after the taken ones. */
+  g_assert_cmpuint (gchat_conversation_send (chosen, "x", 1, net->now, NULL), ==,
+                    G_GUINT64_CONSTANT (0xfeedf00d00000003));
+}
+
+/* A few epochs are kept; the least recently used makes room and delivers what it held. */
+static void
+test_epochs (Net           *net,
+             gconstpointer  data)
+{
+  g_autoptr(GchatPeerKeys) bob = gchat_peer_keys_new (net->pair_key, net->key_id, "bob",
+                                                      "alice", NULL);
+  g_autoptr(GError) error = NULL;
+  Record *record = &net->record[ALICE];
+  const guint32 first = 100;
+
+  /* Epoch 100 holds its message 2 back for the missing 1. */
+  g_assert_true (receive_with_floor (net, bob, ALICE, GCHAT_DATAGRAM_MSG_ID (first, 2),
+                                     GCHAT_DATAGRAM_MSG_ID (first, 1), "held", &error));
+  for (guint32 e = first + 1; e < first + GCHAT_CONVERSATION_MAX_EPOCHS; e++)
+    g_assert_true (receive_with_floor (net, bob, ALICE, GCHAT_DATAGRAM_MSG_ID (e, 1),
+                                       GCHAT_DATAGRAM_MSG_ID (e, 1), "new", &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (record->messages->len, ==, GCHAT_CONVERSATION_MAX_EPOCHS - 1);
+
+  /* Epoch 101 is used again, so 100 is the least recently used. */
+  g_assert_true (receive_with_floor (net, bob, ALICE, GCHAT_DATAGRAM_MSG_ID (first + 1, 1),
+                                     GCHAT_DATAGRAM_MSG_ID (first + 1, 1), "again", &error));
+  g_assert_cmpuint (record->messages->len, ==, GCHAT_CONVERSATION_MAX_EPOCHS - 1);
+  g_assert_true (receive_with_floor (net, bob, ALICE, GCHAT_DATAGRAM_MSG_ID (first + 10, 1),
+                                     GCHAT_DATAGRAM_MSG_ID (first + 10, 1), "newest", &error));
+  g_assert_cmpuint (record->messages->len, ==, GCHAT_CONVERSATION_MAX_EPOCHS + 1);
+  g_assert_cmpuint (g_array_index (record->messages, guint64, GCHAT_CONVERSATION_MAX_EPOCHS - 1),
+                    ==, GCHAT_DATAGRAM_MSG_ID (first, 2));
+  g_assert_cmpstr (g_ptr_array_index (record->texts, GCHAT_CONVERSATION_MAX_EPOCHS - 1), ==,
+                   "held");
+  g_assert_cmpuint (g_array_index (record->messages, guint64, GCHAT_CONVERSATION_MAX_EPOCHS),
+                    ==, GCHAT_DATAGRAM_MSG_ID (first + 10, 1));
+
+  /* Epoch 101 was kept: its message 1 is a duplicate. */
+  g_assert_true (receive_with_floor (net, bob, ALICE, GCHAT_DATAGRAM_MSG_ID (first + 1, 1),
+                                     GCHAT_DATAGRAM_MSG_ID (first + 1, 1), "again", &error));
+  g_assert_cmpuint (record->messages->len, ==, GCHAT_CONVERSATION_MAX_EPOCHS + 1);
 }
 
 int
@@ -945,6 +1308,13 @@ main (int   argc,
   ADD ("/conversation/in-flight-fragments", test_in_flight_fragments);
   ADD ("/conversation/reassembly-bound", test_reassembly_bound);
   ADD ("/conversation/gap", test_gap);
+  ADD ("/conversation/sender-restart", test_sender_restart);
+  ADD ("/conversation/receiver-restart", test_receiver_restart);
+  ADD ("/conversation/lossy-long", test_lossy_long);
+  ADD ("/conversation/floor-skip", test_floor_skip);
+  ADD ("/conversation/take-unacknowledged", test_take_unacknowledged);
+  ADD ("/conversation/epoch", test_epoch);
+  ADD ("/conversation/epochs", test_epochs);
 #undef ADD
 
   return g_test_run ();

@@ -141,7 +141,7 @@ test_round_trip (Pair          *pair,
 {
   guint64 ids[] = { 1, 2, G_MAXUINT64 };
   g_autoptr(GBytes) ack = gchat_datagram_build_ack (ids, G_N_ELEMENTS (ids), NULL);
-  g_autoptr(GBytes) body = gchat_datagram_build_data (42, 0, 1, (const guint8 *) "hi", 2, NULL);
+  g_autoptr(GBytes) body = gchat_datagram_build_data (42, 40, 0, 1, (const guint8 *) "hi", 2, NULL);
 
   g_assert_cmpuint (gchat_peer_keys_get_direction (pair->alice), ==, 0);
   g_assert_cmpuint (gchat_peer_keys_get_direction (pair->bob), ==, 1);
@@ -667,53 +667,106 @@ test_endpoint_every_bit (void)
 /* ---- Bodies ---- */
 
 static void
+put_be (guint8  *p,
+        guint64  value,
+        guint    size)
+{
+  for (guint i = 0; i < size; i++)
+    p[i] = (guint8) (value >> (8 * (size - 1 - i)));
+}
+
+static void
+assert_data_refused (const guint8 *bytes,
+                     gsize         len,
+                     int           code)
+{
+  g_autoptr(GError) error = NULL;
+  GchatDatagramData out;
+
+  g_assert_false (gchat_datagram_parse_data (bytes, len, &out, &error));
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, code);
+}
+
+/* msg_id:u64 || floor:u64 || fragment:u16 || fragments:u16 || text, byte by byte. */
+static void
 test_data_body (void)
 {
   guint8 text[GCHAT_DATAGRAM_MAX_BODY] = { 0 };
   const guint16 bad[][2] = { { 0, 0 }, { 0, 65 }, { 1, 1 }, { 64, 64 }, { 5, 3 }, { 0, 65535 } };
-  g_autoptr(GBytes) body = gchat_datagram_build_data (G_MAXUINT64 - 3, 2, 3, (const guint8 *) "abc",
-                                                      3, NULL);
+  const guint8 expected[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc,
+                              0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0,
+                              0x00, 0x02, 0x00, 0x03, 'a', 'b', 'c' };
+  g_autoptr(GBytes) body = gchat_datagram_build_data (G_MAXUINT64 - 3, G_MAXUINT64 - 15, 2, 3,
+                                                      (const guint8 *) "abc", 3, NULL);
   g_autoptr(GBytes) largest = NULL;
   g_autoptr(GError) error = NULL;
+  g_autofree guint8 *copy = NULL;
   GchatDatagramData out;
   gsize len;
   const guint8 *bytes = g_bytes_get_data (body, &len);
 
+  g_assert_cmpmem (bytes, len, expected, sizeof expected);
   g_assert_true (gchat_datagram_parse_data (bytes, len, &out, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (out.msg_id, ==, G_MAXUINT64 - 3);
+  g_assert_cmpuint (out.floor, ==, G_MAXUINT64 - 15);
   g_assert_cmpuint (out.fragment, ==, 2);
   g_assert_cmpuint (out.fragments, ==, 3);
   g_assert_cmpmem (out.text, out.text_len, "abc", 3);
+  /* Every truncation of the header is refused; an exact-size copy lets ASan see overreads. */
   for (gsize cut = 0; cut < GCHAT_DATAGRAM_DATA_HEADER_SIZE; cut++)
     {
-      g_assert_false (gchat_datagram_parse_data (bytes, cut, &out, &error));
-      g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
-      g_clear_error (&error);
-    }
+      g_autofree guint8 *cut_copy = g_memdup2 (bytes, MAX (cut, 1));
 
-  largest = gchat_datagram_build_data (1, 0, 64, text, sizeof text - 12, &error);
+      assert_data_refused (cut_copy, cut, GCHAT_DATAGRAM_ERROR_MALFORMED);
+    }
+  /* An empty text is a whole body. */
+  g_assert_true (gchat_datagram_parse_data (bytes, GCHAT_DATAGRAM_DATA_HEADER_SIZE, &out, NULL));
+  g_assert_cmpuint (out.text_len, ==, 0);
+
+  /* The floor may equal the id but never pass it. */
+  copy = g_memdup2 (bytes, len);
+  put_be (copy + 8, G_MAXUINT64 - 3, 8);
+  g_assert_true (gchat_datagram_parse_data (copy, len, &out, NULL));
+  put_be (copy + 8, G_MAXUINT64 - 2, 8);
+  assert_data_refused (copy, len, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_assert_null (gchat_datagram_build_data (5, 6, 0, 1, NULL, 0, &error));
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_clear_error (&error);
+
+  largest = gchat_datagram_build_data (1, 1, 0, 64, text, GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT,
+                                       &error);
   g_assert_no_error (error);
   g_assert_cmpuint (g_bytes_get_size (largest), ==, GCHAT_DATAGRAM_MAX_BODY);
-  g_assert_null (gchat_datagram_build_data (1, 0, 1, text, sizeof text - 11, &error));
+  g_assert_cmpuint (GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT, ==, 1148);
+  g_assert_null (gchat_datagram_build_data (1, 1, 0, 1, text, GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT + 1,
+                                            &error));
   g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE);
   g_clear_error (&error);
+  assert_data_refused (text, GCHAT_DATAGRAM_MAX_BODY + 1, GCHAT_DATAGRAM_ERROR_MALFORMED);
 
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
     {
-      g_autofree guint8 *copy = g_memdup2 (bytes, len);
-
-      g_assert_null (gchat_datagram_build_data (1, bad[i][0], bad[i][1], NULL, 0, &error));
+      g_assert_null (gchat_datagram_build_data (1, 1, bad[i][0], bad[i][1], NULL, 0, &error));
       g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
       g_clear_error (&error);
-      copy[8] = bad[i][0] >> 8;
-      copy[9] = bad[i][0];
-      copy[10] = bad[i][1] >> 8;
-      copy[11] = bad[i][1];
-      g_assert_false (gchat_datagram_parse_data (copy, len, &out, &error));
-      g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
-      g_clear_error (&error);
+      memcpy (copy, bytes, len);
+      put_be (copy + 16, bad[i][0], 2);
+      put_be (copy + 18, bad[i][1], 2);
+      assert_data_refused (copy, len, GCHAT_DATAGRAM_ERROR_MALFORMED);
     }
+}
+
+/* Message ids are epoch:u32 || number:u32. */
+static void
+test_msg_id (void)
+{
+  guint64 id = GCHAT_DATAGRAM_MSG_ID (0xdeadbeef, 7);
+
+  g_assert_cmpuint (id, ==, G_GUINT64_CONSTANT (0xdeadbeef00000007));
+  g_assert_cmpuint (GCHAT_DATAGRAM_MSG_EPOCH (id), ==, 0xdeadbeef);
+  g_assert_cmpuint (GCHAT_DATAGRAM_MSG_NUMBER (id), ==, 7);
+  g_assert_cmpuint (GCHAT_DATAGRAM_MSG_NUMBER (G_MAXUINT64), ==, G_MAXUINT32);
 }
 
 static void
@@ -927,18 +980,18 @@ reassemble (GPtrArray *bodies,
 static void
 test_split_reassemble (void)
 {
-  const gsize sizes[] = { 0, 1, 1155, 1156, 1157, 1168, 1169, 5000, 65535, 65536 };
+  const gsize sizes[] = { 0, 1, 1147, 1148, 1149, 1168, 1169, 5000, 65535, 65536 };
 
   for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
     {
       g_autofree char *text = make_text (sizes[i]);
       g_autoptr(GError) error = NULL;
-      g_autoptr(GPtrArray) bodies = gchat_datagram_split_text (i, text, sizes[i],
+      g_autoptr(GPtrArray) bodies = gchat_datagram_split_text (i, i, text, sizes[i],
                                                                GCHAT_DATAGRAM_MAX_BODY, &error);
       g_autoptr(GBytes) joined = NULL;
 
       g_assert_no_error (error);
-      g_assert_cmpuint (bodies->len, ==, sizes[i] == 0 ? 1 : (sizes[i] + 1155) / 1156);
+      g_assert_cmpuint (bodies->len, ==, sizes[i] == 0 ? 1 : (sizes[i] + 1147) / 1148);
       for (guint b = 0; b < bodies->len; b++)
         g_assert_cmpuint (g_bytes_get_size (bodies->pdata[b]), <=, GCHAT_DATAGRAM_MAX_BODY);
       joined = reassemble (bodies, i);
@@ -953,23 +1006,28 @@ test_split_refused (void)
   g_autoptr(GError) error = NULL;
   g_autoptr(GPtrArray) bodies = NULL;
 
-  bodies = gchat_datagram_split_text (1, text, GCHAT_DATAGRAM_MAX_TEXT + 1,
+  bodies = gchat_datagram_split_text (1, 1, text, GCHAT_DATAGRAM_MAX_TEXT + 1,
                                       GCHAT_DATAGRAM_MAX_BODY, &error);
   g_assert_null (bodies);
   g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE);
   g_clear_error (&error);
   /* Small bodies would need more than 64 fragments. */
-  bodies = gchat_datagram_split_text (1, text, 64 * 100 + 1, 112, &error);
+  bodies = gchat_datagram_split_text (1, 1, text, 64 * 100 + 1, 120, &error);
   g_assert_null (bodies);
   g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_TOO_LARGE);
   g_clear_error (&error);
   g_clear_pointer (&text, g_free);
   text = make_text (64 * 100);
-  bodies = gchat_datagram_split_text (1, text, 64 * 100, 112, &error);
+  bodies = gchat_datagram_split_text (1, 1, text, 64 * 100, 120, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (bodies->len, ==, 64);
   g_clear_pointer (&bodies, g_ptr_array_unref);
-  bodies = gchat_datagram_split_text (1, "a\xff", 2, GCHAT_DATAGRAM_MAX_BODY, &error);
+  bodies = gchat_datagram_split_text (1, 1, "a\xff", 2, GCHAT_DATAGRAM_MAX_BODY, &error);
+  g_assert_null (bodies);
+  g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
+  g_clear_error (&error);
+  /* A floor past the message it travels with. */
+  bodies = gchat_datagram_split_text (1, 2, "a", 1, GCHAT_DATAGRAM_MAX_BODY, &error);
   g_assert_null (bodies);
   g_assert_error (error, GCHAT_DATAGRAM_ERROR, GCHAT_DATAGRAM_ERROR_MALFORMED);
 }
@@ -980,7 +1038,7 @@ test_message_path (Pair          *pair,
                    gconstpointer  data)
 {
   g_autofree char *text = make_text (GCHAT_DATAGRAM_MAX_TEXT);
-  g_autoptr(GPtrArray) bodies = gchat_datagram_split_text (77, text, GCHAT_DATAGRAM_MAX_TEXT,
+  g_autoptr(GPtrArray) bodies = gchat_datagram_split_text (77, 70, text, GCHAT_DATAGRAM_MAX_TEXT,
                                                            GCHAT_DATAGRAM_MAX_BODY, NULL);
   g_autoptr(GPtrArray) datagrams = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   g_autoptr(GPtrArray) opened = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
@@ -1019,22 +1077,22 @@ assert_add_refused (GchatDatagramReassembler *reassembler,
 static void
 test_reassembler_refuses (void)
 {
-  static guint8 piece[1156];
+  static guint8 piece[GCHAT_DATAGRAM_MAX_FRAGMENT_TEXT];
   g_autoptr(GchatDatagramReassembler) r = gchat_datagram_reassembler_new (5);
-  GchatDatagramData f = { 5, 0, 64, piece, sizeof piece };
+  GchatDatagramData f = { 5, 5, 0, 64, piece, sizeof piece };
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) text = NULL;
   guint i;
 
   memset (piece, 'a', sizeof piece);
-  /* 56 full fragments fit in 65536 bytes; a 57th full one does not. */
-  for (i = 0; i < 56; i++)
+  /* 57 full fragments of 1148 bytes fit in 65536 bytes; a 58th full one does not. */
+  for (i = 0; i < 57; i++)
     {
       f.fragment = i;
       g_assert_true (gchat_datagram_reassembler_add (r, &f, &error));
       g_assert_no_error (error);
     }
-  f.fragment = 56;
+  f.fragment = 57;
   assert_add_refused (r, &f, GCHAT_DATAGRAM_ERROR_TOO_LARGE);
   /* A duplicate is ignored, even with other text; the first copy counts. */
   f.fragment = 3;
@@ -1048,12 +1106,12 @@ test_reassembler_refuses (void)
   f.msg_id = 5;
   f.fragment = 64;
   assert_add_refused (r, &f, GCHAT_DATAGRAM_ERROR_MALFORMED);
-  /* The rest are short enough: 65536 - 56 × 1156 = 800 bytes for 8 fragments. */
-  f.text_len = 100;
-  for (i = 56; i < 64; i++)
+  /* The rest are short enough: 65536 - 57 × 1148 = 100 bytes for 7 fragments. */
+  for (i = 57; i < 64; i++)
     {
       g_assert_false (gchat_datagram_reassembler_is_complete (r));
       f.fragment = i;
+      f.text_len = i < 63 ? 14 : 16;
       g_assert_true (gchat_datagram_reassembler_add (r, &f, &error));
       g_assert_no_error (error);
     }
@@ -1068,8 +1126,8 @@ test_reassembler_not_utf8 (void)
 {
   g_autoptr(GchatDatagramReassembler) r = gchat_datagram_reassembler_new (1);
   /* A character cut between two fragments is fine; a broken one is not. */
-  GchatDatagramData first = { 1, 0, 2, (const guint8 *) "\xc3", 1 };
-  GchatDatagramData second = { 1, 1, 2, (const guint8 *) "\xa9\xff", 2 };
+  GchatDatagramData first = { 1, 1, 0, 2, (const guint8 *) "\xc3", 1 };
+  GchatDatagramData second = { 1, 1, 1, 2, (const guint8 *) "\xa9\xff", 2 };
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) text = NULL;
 
@@ -1174,8 +1232,9 @@ test_fuzz (Pair          *pair,
   endpoint_key = gchat_endpoint_key_new_for_session (key, 7, GCHAT_ENDPOINT_SIDE_CLIENT, NULL);
   endpoint_from_string ("192.0.2.1", 5000, &endpoints[0]);
   endpoint_from_string ("2001:db8::2", 5001, &endpoints[1]);
-  g_ptr_array_add (seeds, gchat_datagram_build_data (1, 0, 1, (const guint8 *) "hello", 5, NULL));
-  g_ptr_array_add (seeds, gchat_datagram_build_data (1, 1, 2, (const guint8 *) "\xc3", 1, NULL));
+  g_ptr_array_add (seeds,
+                   gchat_datagram_build_data (1, 1, 0, 1, (const guint8 *) "hello", 5, NULL));
+  g_ptr_array_add (seeds, gchat_datagram_build_data (1, 1, 1, 2, (const guint8 *) "\xc3", 1, NULL));
   g_ptr_array_add (seeds, gchat_datagram_build_ack (ids, 3, NULL));
   g_ptr_array_add (seeds, gchat_datagram_build_endpoint ("alice", endpoints, 2, NULL));
   g_ptr_array_add (seeds, seal_text (pair->alice, "a datagram to bob"));
@@ -1224,6 +1283,7 @@ main (int    argc,
   ADD_PAIR_TEST ("/datagram/endpoint-key", test_endpoint_key);
   g_test_add_func ("/datagram/endpoint-every-bit", test_endpoint_every_bit);
   g_test_add_func ("/datagram/data-body", test_data_body);
+  g_test_add_func ("/datagram/msg-id", test_msg_id);
   g_test_add_func ("/datagram/ack-body", test_ack_body);
   g_test_add_func ("/datagram/endpoint-body", test_endpoint_body);
   g_test_add_func ("/datagram/endpoint-body-bad", test_endpoint_body_bad);

@@ -55,7 +55,16 @@ typedef struct
 #define USER_LIST(name, req) \
   FIELD_STRING_LIST (name, req, GCHAT_USER_LIST_MAX, 1, GCHAT_USER_NAME_MAX)
 
-#define MAX_SAFE_INTEGER ((G_GINT64_CONSTANT (1) << 53) - 1)
+#define MAX_SAFE_INTEGER GCHAT_MESSAGE_MAX_SAFE_INT
+#define SAFE_INT_FIELD(name) FIELD_INT (name, REQUIRED, 0, MAX_SAFE_INTEGER)
+/* A sender's message id: a conversation id (epoch:u31 || number:u32, PROTOCOL.md §7.2) or
+ * the client's own id, so the full signed 64-bit range. */
+#define MSG_ID_FIELD FIELD_INT ("msg_id", REQUIRED, 0, G_MAXINT64)
+#define DATAGRAM_FIELD \
+  FIELD_BYTES ("datagram", REQUIRED, GCHAT_RELAY_DATAGRAM_MIN, GCHAT_RELAY_DATAGRAM_MAX)
+/* BYTES rather than STRING: base64 grows a text by a third whatever it holds, where JSON
+ * escaping could grow it six times and push a 64 KiB text past the largest message. */
+#define TEXT_FIELD FIELD_BYTES ("text", REQUIRED, 1, GCHAT_TEXT_MAX)
 
 /* The schema of protocol version 1. PROTOCOL.md describes the same types and fields: change
  * both together, and never loosen a limit the peer's version still enforces. */
@@ -71,6 +80,31 @@ static const FieldSpec credentials_fields[] = {
 
 static const FieldSpec talk_fields[] = {
   USER_FIELD (REQUIRED),
+  /* The key id the client wants replaced: the server then issues a fresh key. */
+  FIELD_INT ("replace", OPTIONAL, 1, G_MAXUINT32),
+  ID_FIELD,
+};
+
+static const FieldSpec relay_fields[] = {
+  FIELD_STRING ("to", REQUIRED, 1, GCHAT_USER_NAME_MAX),
+  DATAGRAM_FIELD,
+  ID_FIELD,
+};
+
+static const FieldSpec post_fields[] = {
+  FIELD_STRING ("to", REQUIRED, 1, GCHAT_USER_NAME_MAX),
+  MSG_ID_FIELD,
+  TEXT_FIELD,
+  ID_FIELD,
+};
+
+static const FieldSpec mail_ack_fields[] = {
+  SAFE_INT_FIELD ("mail_id"),
+  ID_FIELD,
+};
+
+static const FieldSpec receipt_ack_fields[] = {
+  SAFE_INT_FIELD ("receipt_id"),
   ID_FIELD,
 };
 
@@ -83,6 +117,7 @@ static const FieldSpec result_fields[] = {
   FIELD_INT ("retry_after", OPTIONAL, 0, 86400),
   USER_FIELD (OPTIONAL),
   FIELD_INT ("endpoint_id", OPTIONAL, 1, G_MAXUINT32),
+  FIELD_INT ("mail_id", OPTIONAL, 0, MAX_SAFE_INTEGER),
 };
 
 static const FieldSpec users_fields[] = {
@@ -116,6 +151,26 @@ static const FieldSpec bye_fields[] = {
   REASON_FIELD,
 };
 
+static const FieldSpec relayed_fields[] = {
+  FIELD_STRING ("from", REQUIRED, 1, GCHAT_USER_NAME_MAX),
+  DATAGRAM_FIELD,
+};
+
+static const FieldSpec mail_fields[] = {
+  SAFE_INT_FIELD ("mail_id"),
+  FIELD_STRING ("from", REQUIRED, 1, GCHAT_USER_NAME_MAX),
+  MSG_ID_FIELD,
+  TEXT_FIELD,
+  SAFE_INT_FIELD ("queued"),
+};
+
+static const FieldSpec receipt_fields[] = {
+  SAFE_INT_FIELD ("receipt_id"),
+  USER_FIELD (REQUIRED),
+  MSG_ID_FIELD,
+  SAFE_INT_FIELD ("delivered"),
+};
+
 #define TYPE(name, fields) { name, fields, G_N_ELEMENTS (fields) }
 #define TYPE_EMPTY(name)   { name, NULL, 0 }
 
@@ -126,6 +181,10 @@ static const TypeSpec message_types[GCHAT_N_MESSAGE_TYPES] = {
   [GCHAT_MESSAGE_TALK] = TYPE ("talk", talk_fields),
   [GCHAT_MESSAGE_LOGOUT] = TYPE_EMPTY ("logout"),
   [GCHAT_MESSAGE_PING] = TYPE ("ping", id_only_fields),
+  [GCHAT_MESSAGE_RELAY] = TYPE ("relay", relay_fields),
+  [GCHAT_MESSAGE_POST] = TYPE ("post", post_fields),
+  [GCHAT_MESSAGE_MAIL_ACK] = TYPE ("mail-ack", mail_ack_fields),
+  [GCHAT_MESSAGE_RECEIPT_ACK] = TYPE ("receipt-ack", receipt_ack_fields),
   [GCHAT_MESSAGE_RESULT] = TYPE ("result", result_fields),
   [GCHAT_MESSAGE_USERS] = TYPE ("users", users_fields),
   [GCHAT_MESSAGE_PRESENCE] = TYPE ("presence", presence_fields),
@@ -133,6 +192,9 @@ static const TypeSpec message_types[GCHAT_N_MESSAGE_TYPES] = {
   [GCHAT_MESSAGE_ERROR_MSG] = TYPE ("error", error_fields),
   [GCHAT_MESSAGE_BYE] = TYPE ("bye", bye_fields),
   [GCHAT_MESSAGE_PONG] = TYPE ("pong", id_only_fields),
+  [GCHAT_MESSAGE_RELAYED] = TYPE ("relayed", relayed_fields),
+  [GCHAT_MESSAGE_MAIL] = TYPE ("mail", mail_fields),
+  [GCHAT_MESSAGE_RECEIPT] = TYPE ("receipt", receipt_fields),
 };
 
 static const char *const kind_names[] = {

@@ -27,6 +27,10 @@ typedef enum {
   GCHAT_MESSAGE_TALK,
   GCHAT_MESSAGE_LOGOUT,
   GCHAT_MESSAGE_PING,
+  GCHAT_MESSAGE_RELAY,
+  GCHAT_MESSAGE_POST,
+  GCHAT_MESSAGE_MAIL_ACK,
+  GCHAT_MESSAGE_RECEIPT_ACK,
   /* server to client */
   GCHAT_MESSAGE_RESULT,
   GCHAT_MESSAGE_USERS,
@@ -35,6 +39,9 @@ typedef enum {
   GCHAT_MESSAGE_ERROR_MSG,
   GCHAT_MESSAGE_BYE,
   GCHAT_MESSAGE_PONG,
+  GCHAT_MESSAGE_RELAYED,
+  GCHAT_MESSAGE_MAIL,
+  GCHAT_MESSAGE_RECEIPT,
   GCHAT_N_MESSAGE_TYPES
 } GchatMessageType;
 
@@ -59,6 +66,11 @@ typedef enum {
 /* "203.0.113.7:4000" or "[2001:db8::1]:4000"; the observed endpoint, then up to 8 local ones. */
 #define GCHAT_ENDPOINT_MAX          64
 #define GCHAT_ENDPOINT_LIST_MAX     9
+/* A sealed peer datagram the server relays (PROTOCOL.md §7.2, §7.3): 32 to 1200 bytes. */
+#define GCHAT_RELAY_DATAGRAM_MIN    32
+#define GCHAT_RELAY_DATAGRAM_MAX    1200
+/* Ids and times in messages stay within what any JSON reader holds exactly: 2^53 - 1. */
+#define GCHAT_MESSAGE_MAX_SAFE_INT  ((G_GINT64_CONSTANT (1) << 53) - 1)
 
 typedef struct _GchatMessage GchatMessage;
 

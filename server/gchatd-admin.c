@@ -91,6 +91,7 @@ gchatd_paths_resolve (GchatConfig *config)
                                         paths->data_dir, "server-private.pem");
   paths->public_key = path_or_default (gchat_config_get_server_certificate (config),
                                        paths->data_dir, "server-public.pem");
+  paths->mail_dir = g_build_filename (paths->data_dir, "mail", NULL);
   paths->control_socket = control_socket_path (paths, data_base != NULL);
 
   return paths;
@@ -107,6 +108,7 @@ gchatd_paths_free (GchatdPaths *paths)
   g_free (paths->lock);
   g_free (paths->private_key);
   g_free (paths->public_key);
+  g_free (paths->mail_dir);
   g_free (paths->control_socket);
   g_free (paths);
 }

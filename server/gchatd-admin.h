@@ -33,6 +33,7 @@ typedef struct {
   char *lock;           /* <store>.lock, see gchatd_store_lock_acquire() */
   char *private_key;    /* server_privateKey, else <data_dir>/server-private.pem */
   char *public_key;     /* server_certificate, else <data_dir>/server-public.pem */
+  char *mail_dir;       /* <data_dir>/mail: the mailboxes of offline users (GchatdMailbox) */
   /* With $XDG_RUNTIME_DIR set (absolute): $XDG_RUNTIME_DIR/gchatd/control, or, when the
    * configuration sets data_base, $XDG_RUNTIME_DIR/gchatd/control-<16 hex digits of the
    * SHA-256 of the store path>, so that gchatds with other databases never share a socket.

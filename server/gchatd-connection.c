@@ -56,6 +56,10 @@ struct _GchatdConnection
   gboolean              write_blocked; /* the socket is full: waiting until it is writable */
   gboolean              output_broken; /* a write failed or overflowed: nothing more goes out */
   GError               *write_error; /* a failure of a direct send, handled at the next wake-up */
+  GQueue                held;        /* Held: mail and receipts waiting for room in the output */
+  guint                 mailbox_requests; /* posts and acknowledgements the disk has not done */
+  GQueue                post_answers; /* GchatMessage `result`s of posts, in the order of the
+                                       * posts; NULL for one not done yet */
 
   guint                 login_timeout_ms;
   guint                 login_timeout_id;
@@ -75,6 +79,30 @@ static guint signals[N_SIGNALS];
 static void connection_resume (GchatdConnection *self);
 static void connection_finish_close (GchatdConnection *self);
 static void connection_unwatch (GchatdConnection *self);
+static void connection_send_held (GchatdConnection *self);
+
+/* One `mail` or `receipt` waiting to be sent: exactly one of the two is set. */
+typedef struct {
+  GchatdMail        *mail;
+  GchatdMailReceipt *receipt;
+} Held;
+
+static void
+clear_answer (gpointer data)
+{
+  if (data != NULL)
+    gchat_message_unref (data);
+}
+
+static void
+held_free (gpointer data)
+{
+  Held *held = data;
+
+  g_clear_pointer (&held->mail, gchatd_mail_unref);
+  g_clear_pointer (&held->receipt, gchatd_mail_receipt_unref);
+  g_free (held);
+}
 
 static void
 gchatd_connection_dispose (GObject *object)
@@ -97,6 +125,8 @@ gchatd_connection_finalize (GObject *object)
   GchatdConnection *self = GCHATD_CONNECTION (object);
 
   g_queue_clear_full (&self->output, (GDestroyNotify) g_bytes_unref);
+  g_queue_clear_full (&self->held, held_free);
+  g_queue_clear_full (&self->post_answers, clear_answer);
   g_clear_pointer (&self->handshake, gchat_handshake_free);
   g_clear_pointer (&self->channel, gchat_channel_free);
   gchat_memzero (self->endpoint_key, sizeof self->endpoint_key);
@@ -129,6 +159,8 @@ gchatd_connection_init (GchatdConnection *self)
   self->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_HANDSHAKE_PAYLOAD);
   self->last_activity = g_get_monotonic_time ();
   g_queue_init (&self->output);
+  g_queue_init (&self->held);
+  g_queue_init (&self->post_answers);
 }
 
 static char *
@@ -350,13 +382,18 @@ connection_write_ready (GchatdConnection *self)
   FlushResult result = error != NULL ? FLUSH_FAILED : connection_flush (self, &error);
 
   if (result == FLUSH_BLOCKED)
-    return;
+    {
+      connection_send_held (self);
+      return;
+    }
   self->write_blocked = FALSE;
   connection_watch (self);
   if (result == FLUSH_FAILED)
     connection_write_failed (self, error);
   else if (self->state == GCHATD_CONNECTION_CLOSING)
     connection_finish_close (self);
+  else
+    connection_send_held (self);
 }
 
 /* Most frames leave at once, with no wake-up in between. A failure is only noted here and
@@ -450,6 +487,139 @@ gchatd_connection_send_message (GchatdConnection *self,
       return;
     }
   gchatd_connection_send_encoded (self, json);
+}
+
+gsize
+gchatd_connection_get_queued_output (GchatdConnection *self)
+{
+  g_return_val_if_fail (GCHATD_IS_CONNECTION (self), 0);
+  return self->queued_bytes;
+}
+
+/* Held mail and receipts */
+
+static GchatMessage *
+mail_message_new (GchatdMail *mail)
+{
+  GchatMessage *message = gchat_message_new (GCHAT_MESSAGE_MAIL);
+  gsize len;
+  const char *text = gchatd_mail_get_text (mail, &len);
+
+  gchat_message_set_int (message, "mail_id", (gint64) gchatd_mail_get_id (mail));
+  gchat_message_set_string (message, "from", gchatd_mail_get_sender (mail));
+  gchat_message_set_int (message, "msg_id", (gint64) gchatd_mail_get_msg_id (mail));
+  gchat_message_set_bytes (message, "text", (const guint8 *) text, len);
+  gchat_message_set_int (message, "queued", gchatd_mail_get_queued (mail));
+  return message;
+}
+
+static GchatMessage *
+receipt_message_new (GchatdMailReceipt *receipt)
+{
+  GchatMessage *message = gchat_message_new (GCHAT_MESSAGE_RECEIPT);
+
+  gchat_message_set_int (message, "receipt_id", (gint64) gchatd_mail_receipt_get_id (receipt));
+  gchat_message_set_string (message, "user", gchatd_mail_receipt_get_recipient (receipt));
+  gchat_message_set_int (message, "msg_id", (gint64) gchatd_mail_receipt_get_msg_id (receipt));
+  gchat_message_set_int (message, "delivered", gchatd_mail_receipt_get_delivered (receipt));
+  return message;
+}
+
+/* Held records come from files: one the protocol cannot carry (a msg_id past 2^53, an empty
+ * text) is skipped with a note rather than treated as a bug of ours. */
+static void
+send_held_message (GchatdConnection *self,
+                   GchatMessage     *message)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) json = gchat_message_encode (message, &error);
+
+  if (json == NULL)
+    {
+      g_message ("A message held for “%s” cannot be sent: %s", self->user, error->message);
+      return;
+    }
+  gchatd_connection_send_encoded (self, json);
+}
+
+/* Sends what is held while the output is short: a client gets its whole mailbox as fast as it
+ * reads, and never so much at once that it would be disconnected for not reading. */
+static void
+connection_send_held (GchatdConnection *self)
+{
+  while (self->state == GCHATD_CONNECTION_LOGGED_IN && !g_queue_is_empty (&self->held)
+         && self->queued_bytes < GCHATD_CONNECTION_MAIL_LOW_WATER)
+    {
+      Held *held = g_queue_pop_head (&self->held);
+      g_autoptr(GchatMessage) message = held->mail != NULL ? mail_message_new (held->mail)
+                                                           : receipt_message_new (held->receipt);
+
+      held_free (held);
+      send_held_message (self, message);
+    }
+}
+
+static void
+connection_hold (GchatdConnection  *self,
+                 GchatdMail        *mail,
+                 GchatdMailReceipt *receipt)
+{
+  Held *held = g_new0 (Held, 1);
+
+  held->mail = mail != NULL ? gchatd_mail_ref (mail) : NULL;
+  held->receipt = receipt != NULL ? gchatd_mail_receipt_ref (receipt) : NULL;
+  g_queue_push_tail (&self->held, held);
+}
+
+void
+gchatd_connection_push_mail (GchatdConnection *self,
+                             GchatdMail       *mail)
+{
+  g_autoptr(GchatdConnection) hold = NULL;
+
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+  g_return_if_fail (mail != NULL);
+
+  if (self->state != GCHATD_CONNECTION_LOGGED_IN)
+    return;
+  hold = g_object_ref (self);
+  connection_hold (self, mail, NULL);
+  connection_send_held (self);
+}
+
+void
+gchatd_connection_push_receipt (GchatdConnection  *self,
+                                GchatdMailReceipt *receipt)
+{
+  g_autoptr(GchatdConnection) hold = NULL;
+
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+  g_return_if_fail (receipt != NULL);
+
+  if (self->state != GCHATD_CONNECTION_LOGGED_IN)
+    return;
+  hold = g_object_ref (self);
+  connection_hold (self, NULL, receipt);
+  connection_send_held (self);
+}
+
+/* At log-in: everything the mailbox holds for the user, messages then receipts, oldest first.
+ * They stay in the mailbox until acknowledged, so what a lost connection missed comes again. */
+static void
+connection_queue_mailbox (GchatdConnection *self)
+{
+  GchatdMailbox *mailbox = gchatd_server_get_mailbox (self->server);
+  g_autoptr(GPtrArray) mail = gchatd_mailbox_peek (mailbox, self->user);
+  g_autoptr(GPtrArray) receipts = gchatd_mailbox_peek_receipts (mailbox, self->user);
+
+  for (guint i = 0; i < mail->len; i++)
+    connection_hold (self, g_ptr_array_index (mail, i), NULL);
+  for (guint i = 0; i < receipts->len; i++)
+    connection_hold (self, NULL, g_ptr_array_index (receipts, i));
+  if (mail->len > 0 || receipts->len > 0)
+    g_debug ("“%s” has %u messages and %u receipts waiting", self->user, mail->len,
+             receipts->len);
+  connection_send_held (self);
 }
 
 /* Closing */
@@ -617,6 +787,7 @@ connection_log_in (GchatdConnection *self,
   self->endpoint_id = gchatd_server_register_endpoint (self->server, self);
   send_result (self, request, id, NULL, NULL, 0);
   gchatd_server_session_begin (self->server, self);
+  connection_queue_mailbox (self);
 }
 
 /* A name a client sent, fit for a log line: one that is not a valid user name (and so names no
@@ -869,7 +1040,8 @@ handle_talk (GchatdConnection *self,
   gint64 id = message_get_id (message);
   const char *code;
 
-  code = gchatd_server_talk (self->server, self, gchat_message_get_string (message, "user"), id);
+  code = gchatd_server_talk (self->server, self, gchat_message_get_string (message, "user"),
+                             (guint32) gchat_message_get_int (message, "replace"), id);
   if (code == NULL)
     return;
   if (g_str_equal (code, "unknown-user"))
@@ -878,6 +1050,225 @@ handle_talk (GchatdConnection *self,
     send_result (self, "talk", id, code, _("That user is not online"), 0);
   else
     send_result (self, "talk", id, code, _("You cannot talk to yourself"), 0);
+}
+
+/* Relay and offline delivery */
+
+static void handle_bad_message (GchatdConnection *self,
+                                gint64            id,
+                                const char       *text,
+                                const char       *log_reason);
+
+static void
+handle_relay (GchatdConnection *self,
+              GchatMessage     *message)
+{
+  gchatd_server_relay (self->server, self, gchat_message_get_string (message, "to"),
+                       gchat_message_get_bytes (message, "datagram"));
+}
+
+/* What a `post` or an acknowledgement carries to its callback. The server is referenced: what
+ * follows a save (the push to the recipient, the receipt) happens even when this connection
+ * has closed meanwhile. */
+typedef struct {
+  GchatdConnection *self;
+  GchatdServer     *server;
+  gint64            id;
+  GList            *answer; /* a post's place in post_answers */
+} MailRequest;
+
+/* Counts a request that waits for the disk; at the limit, the input waits too, so that a client
+ * cannot pile up requests faster than the disk takes them. */
+static MailRequest *
+mail_request_new (GchatdConnection *self,
+                  gint64            id)
+{
+  MailRequest *request = g_new0 (MailRequest, 1);
+
+  request->self = g_object_ref (self);
+  request->server = g_object_ref (self->server);
+  request->id = id;
+  if (++self->mailbox_requests >= GCHATD_CONNECTION_MAX_MAILBOX_REQUESTS)
+    self->paused = TRUE;
+  return request;
+}
+
+static void
+mail_request_free (MailRequest *request)
+{
+  GchatdConnection *self = request->self;
+
+  if (self->mailbox_requests-- == GCHATD_CONNECTION_MAX_MAILBOX_REQUESTS
+      && self->state != GCHATD_CONNECTION_CLOSING)
+    connection_resume (self);
+  g_object_unref (request->server);
+  g_object_unref (self);
+  g_free (request);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MailRequest, mail_request_free)
+
+/* Sends the answers of the posts that are done, up to the first that is not: the answers come
+ * in the order of the posts, although a refusal is known long before a save is done. */
+static void
+send_post_answers (GchatdConnection *self)
+{
+  while (!g_queue_is_empty (&self->post_answers) && g_queue_peek_head (&self->post_answers))
+    {
+      g_autoptr(GchatMessage) result = g_queue_pop_head (&self->post_answers);
+
+      gchatd_connection_send_message (self, result);
+    }
+}
+
+/* Answers a post, at @answer (a place kept in post_answers) or, for one refused at once, after
+ * the posts still waiting. */
+static void
+send_post_result (GchatdConnection *self,
+                  GList            *answer,
+                  gint64            id,
+                  GchatdMail       *mail,
+                  const char       *code,
+                  const char       *text)
+{
+  GchatMessage *result = gchat_message_new (GCHAT_MESSAGE_RESULT);
+
+  gchat_message_set_string (result, "request", "post");
+  gchat_message_set_bool (result, "ok", code == NULL);
+  if (code != NULL)
+    gchat_message_set_string (result, "code", code);
+  if (text != NULL)
+    gchat_message_set_string (result, "message", text);
+  if (mail != NULL)
+    gchat_message_set_int (result, "mail_id", (gint64) gchatd_mail_get_id (mail));
+  message_set_id (result, id);
+  if (answer != NULL)
+    answer->data = result;
+  else
+    g_queue_push_tail (&self->post_answers, result);
+  send_post_answers (self);
+}
+
+static void
+post_done_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(MailRequest) request = user_data;
+  GchatdConnection *self = request->self;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GchatdMail) mail = NULL;
+
+  mail = gchatd_mailbox_post_finish (GCHATD_MAILBOX (source), result, &error);
+  if (mail != NULL)
+    {
+      send_post_result (self, request->answer, request->id, mail, NULL, NULL);
+      gchatd_server_mail_posted (request->server, mail);
+    }
+  else if (g_error_matches (error, GCHATD_MAILBOX_ERROR, GCHATD_MAILBOX_ERROR_FULL))
+    {
+      send_post_result (self, request->answer, request->id, NULL, "mailbox-full",
+                        _("The recipient has too many messages waiting; try again later"));
+    }
+  else
+    {
+      g_message ("A “post” from %s failed: %s", self->address, error->message);
+      send_post_result (self, request->answer, request->id, NULL, "internal",
+                        _("The server failed; nothing was changed"));
+    }
+}
+
+static void
+handle_post (GchatdConnection *self,
+             GchatMessage     *message)
+{
+  gint64 id = message_get_id (message);
+  const char *to = gchat_message_get_string (message, "to");
+  GBytes *text = gchat_message_get_bytes (message, "text");
+  gsize len = g_bytes_get_size (text);
+  const char *data = g_bytes_get_data (text, NULL);
+  g_autoptr(GchatdUserRecord) record = NULL;
+  MailRequest *request;
+
+  if (!g_utf8_validate_len (data, len, NULL))
+    {
+      handle_bad_message (self, id, _("A message text must be UTF-8 without NUL characters"),
+                          "a post text that is not UTF-8");
+      return;
+    }
+  if (gchatd_user_name_validate (to, NULL))
+    record = gchatd_user_store_lookup (gchatd_server_get_store (self->server), to);
+  if (record == NULL)
+    {
+      send_post_result (self, NULL, id, NULL, "unknown-user",
+                        _("There is no user of that name"));
+      return;
+    }
+  if (g_ascii_strcasecmp (gchatd_user_record_get_name (record), self->user) == 0)
+    {
+      send_post_result (self, NULL, id, NULL, "bad-name",
+                        _("You cannot send a message to yourself"));
+      return;
+    }
+  request = mail_request_new (self, id);
+  g_queue_push_tail (&self->post_answers, NULL);
+  request->answer = g_queue_peek_tail_link (&self->post_answers);
+  gchatd_mailbox_post_async (gchatd_server_get_mailbox (self->server),
+                             gchatd_user_record_get_name (record), self->user,
+                             (guint64) gchat_message_get_int (message, "msg_id"), data, len, NULL,
+                             post_done_cb, request);
+}
+
+static void
+mail_removed_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  g_autoptr(MailRequest) request = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) removed = NULL;
+
+  removed = gchatd_mailbox_remove_finish (GCHATD_MAILBOX (source), result, &error);
+  if (removed == NULL)
+    g_message ("A “mail-ack” from %s failed: %s", request->self->address, error->message);
+  else
+    gchatd_server_mail_delivered (request->server, removed);
+}
+
+static void
+handle_mail_ack (GchatdConnection *self,
+                 GchatMessage     *message)
+{
+  guint64 mail_id = (guint64) gchat_message_get_int (message, "mail_id");
+
+  gchatd_mailbox_remove_async (gchatd_server_get_mailbox (self->server), self->user, &mail_id, 1,
+                               NULL, mail_removed_cb,
+                               mail_request_new (self, message_get_id (message)));
+}
+
+static void
+receipts_removed_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(MailRequest) request = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) removed = NULL;
+
+  removed = gchatd_mailbox_remove_receipts_finish (GCHATD_MAILBOX (source), result, &error);
+  if (removed == NULL)
+    g_message ("A “receipt-ack” from %s failed: %s", request->self->address, error->message);
+}
+
+static void
+handle_receipt_ack (GchatdConnection *self,
+                    GchatMessage     *message)
+{
+  guint64 receipt_id = (guint64) gchat_message_get_int (message, "receipt_id");
+
+  gchatd_mailbox_remove_receipts_async (gchatd_server_get_mailbox (self->server), self->user,
+                                        &receipt_id, 1, NULL, receipts_removed_cb,
+                                        mail_request_new (self, message_get_id (message)));
 }
 
 static void
@@ -900,6 +1291,53 @@ handle_bad_message (GchatdConnection *self,
   gchatd_connection_close (self, NULL, log_reason);
 }
 
+/* The requests that need a session. */
+static gboolean
+is_session_request (GchatMessageType type)
+{
+  switch (type)
+    {
+    case GCHAT_MESSAGE_LIST:
+    case GCHAT_MESSAGE_TALK:
+    case GCHAT_MESSAGE_RELAY:
+    case GCHAT_MESSAGE_POST:
+    case GCHAT_MESSAGE_MAIL_ACK:
+    case GCHAT_MESSAGE_RECEIPT_ACK:
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+static void
+handle_session_request (GchatdConnection *self,
+                        GchatMessage     *message)
+{
+  switch (gchat_message_get_message_type (message))
+    {
+    case GCHAT_MESSAGE_LIST:
+      gchatd_server_send_user_list (self->server, self, message_get_id (message));
+      break;
+    case GCHAT_MESSAGE_TALK:
+      handle_talk (self, message);
+      break;
+    case GCHAT_MESSAGE_RELAY:
+      handle_relay (self, message);
+      break;
+    case GCHAT_MESSAGE_POST:
+      handle_post (self, message);
+      break;
+    case GCHAT_MESSAGE_MAIL_ACK:
+      handle_mail_ack (self, message);
+      break;
+    case GCHAT_MESSAGE_RECEIPT_ACK:
+      handle_receipt_ack (self, message);
+      break;
+    default:
+      g_return_if_reached ();
+    }
+}
+
 static void
 handle_message (GchatdConnection *self,
                 GchatMessage     *message)
@@ -918,15 +1356,13 @@ handle_message (GchatdConnection *self,
     handle_sign (self, message);
   else if (type == GCHAT_MESSAGE_AUTH)
     handle_auth (self, message);
-  else if (type != GCHAT_MESSAGE_LIST && type != GCHAT_MESSAGE_TALK)
+  else if (!is_session_request (type))
     handle_bad_message (self, message_get_id (message), _("Clients cannot send this message"),
                         "a server message from a client");
   else if (!logged_in)
     send_error (self, message_get_id (message), "not-logged-in", _("Log in first"));
-  else if (type == GCHAT_MESSAGE_LIST)
-    gchatd_server_send_user_list (self->server, self, message_get_id (message));
   else
-    handle_talk (self, message);
+    handle_session_request (self, message);
 }
 
 static void

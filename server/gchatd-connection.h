@@ -6,6 +6,7 @@
 #include <gio/gio.h>
 
 #include "gchat-message.h"
+#include "gchatd-mailbox.h"
 #include "gchatd-poller.h"
 
 G_BEGIN_DECLS
@@ -24,6 +25,16 @@ typedef enum {
 #define GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD 8192
 /* Output queued for a client that does not read; past it, the client is disconnected. */
 #define GCHATD_CONNECTION_MAX_QUEUED_OUTPUT (1024 * 1024)
+/* Relayed datagrams are dropped for a client with more output than this waiting: half the
+ * limit above, so that relayed traffic alone never gets a slow reader disconnected and leaves
+ * room for the messages that must arrive (presence, pair keys, mail). */
+#define GCHATD_CONNECTION_MAX_RELAY_QUEUED (GCHATD_CONNECTION_MAX_QUEUED_OUTPUT / 2)
+/* Held mail and receipts go out only while less than this is waiting, the rest as the client
+ * reads: a full mailbox is far larger than the output limit. */
+#define GCHATD_CONNECTION_MAIL_LOW_WATER (256 * 1024)
+/* Mailbox requests (`post`, `mail-ack`, `receipt-ack`) one connection may have waiting for the
+ * disk; past it, its input waits. */
+#define GCHATD_CONNECTION_MAX_MAILBOX_REQUESTS 64
 /* How long a closing connection may take to flush its last messages. */
 #define GCHATD_CONNECTION_CLOSE_TIMEOUT_MS 2000
 
@@ -55,6 +66,16 @@ gint64                gchatd_connection_get_last_activity (GchatdConnection *sel
 /* The key of this connection's endpoint datagrams (PROTOCOL.md §7.5), 32 bytes, once the
  * handshake is done; NULL before. */
 const guint8         *gchatd_connection_get_endpoint_key (GchatdConnection *self);
+
+/* Output queued for the client and not yet taken by the kernel, in bytes. */
+gsize                 gchatd_connection_get_queued_output (GchatdConnection *self);
+
+/* Queues a `mail` (a `receipt`) for the logged-in client. They go out in order, after what is
+ * queued before, while the client's output stays under GCHATD_CONNECTION_MAIL_LOW_WATER. */
+void                  gchatd_connection_push_mail    (GchatdConnection  *self,
+                                                      GchatdMail        *mail);
+void                  gchatd_connection_push_receipt (GchatdConnection  *self,
+                                                      GchatdMailReceipt *receipt);
 
 /* Seals and queues one message; does nothing once closing. */
 void                  gchatd_connection_send_message (GchatdConnection  *self,

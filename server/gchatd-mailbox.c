@@ -2,7 +2,7 @@
 /* Keeps the messages and receipts held for offline users, one small JSON file per user. */
 
 /*
- * The folder (for gchatd, “mailbox” in its data folder) is 0700 and holds one file, 0600, per
+ * The folder (for gchatd, “mail” in its data folder) is 0700 and holds one file, 0600, per
  * user who has something waiting, named after the user name folded to lower case:
  * “alice.json”. One file per user rather than one for all keeps each save small: a burst of
  * mail to one user rewrites that user's file only, whatever the others hold. The name is safe

@@ -43,6 +43,7 @@ struct _GchatdServer
   GchatdUserStore      *store;
   GchatdPasswordHasher *hasher;
   GchatdThrottle       *throttle;
+  GchatdMailbox        *mailbox;
   GchatArgon2Params     params;
 
   GchatdPaths          *paths;
@@ -71,6 +72,8 @@ struct _GchatdServer
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
   guint                 sweep_id;
+  guint64               n_relayed;
+  guint64               n_relay_dropped;
 };
 
 G_DEFINE_FINAL_TYPE (GchatdServer, gchatd_server, G_TYPE_OBJECT)
@@ -125,6 +128,8 @@ gchatd_server_dispose (GObject *object)
   g_clear_object (&self->control);
   g_clear_object (&self->hasher);
   g_clear_object (&self->store);
+  /* Waits for the last save, if one runs. */
+  g_clear_object (&self->mailbox);
   /* Last: the lock guards the store's file. */
   g_clear_pointer (&self->lock, gchatd_store_lock_release);
   g_clear_object (&self->throttle);
@@ -166,7 +171,11 @@ gchatd_server_init (GchatdServer *self)
   self->login_timeout_ms = GCHATD_SERVER_LOGIN_TIMEOUT_MS;
   self->idle_timeout_ms = GCHATD_SERVER_IDLE_TIMEOUT_S * 1000;
   self->presence_batch_ms = GCHATD_SERVER_PRESENCE_BATCH_MS;
-  self->next_key_id = 1;
+  /* Key ids start at a random place: a client that outlives a restart of gchatd never gets an
+   * id it has used before for the same peer, which it would refuse (its nonces are spent). */
+  gchat_random_bytes ((guint8 *) &self->next_key_id, sizeof self->next_key_id);
+  if (self->next_key_id == 0)
+    self->next_key_id = 1;
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -264,6 +273,22 @@ remove_stale_temporaries (const char *store)
     }
 }
 
+/* Like the user store, a mailbox that does not load stops gchatd: starting without it would
+ * hide held messages, and the next save would write over them. */
+static gboolean
+open_mailbox (GchatdServer  *self,
+              GError       **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  self->mailbox = gchatd_mailbox_new (self->paths->mail_dir, &local_error);
+  if (self->mailbox != NULL)
+    return TRUE;
+  g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_MAILBOX,
+               _("The mailboxes of offline users cannot be loaded: %s"), local_error->message);
+  return FALSE;
+}
+
 static gboolean
 open_state (GchatdServer  *self,
             GError       **error)
@@ -295,7 +320,9 @@ open_state (GchatdServer  *self,
     }
   self->fingerprint = gchat_rsa_key_get_fingerprint (self->key);
   self->store = gchatd_user_store_new (self->paths->store, error);
-  return self->store != NULL;
+  if (self->store == NULL)
+    return FALSE;
+  return open_mailbox (self, error);
 }
 
 GchatdServer *
@@ -448,6 +475,54 @@ listen_on (GchatdServer  *self,
 
 static gboolean sweep_cb (gpointer user_data);
 
+static void
+box_dropped_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) removed = NULL;
+
+  if (g_task_get_source_tag (G_TASK (result)) == gchatd_mailbox_remove_async)
+    removed = gchatd_mailbox_remove_finish (GCHATD_MAILBOX (source), result, &error);
+  else
+    removed = gchatd_mailbox_remove_receipts_finish (GCHATD_MAILBOX (source), result, &error);
+  if (removed == NULL)
+    g_message ("The held messages of a deleted account could not be dropped: %s",
+               error->message);
+}
+
+/* The box of a deleted account goes with it: a later account of the same name must not get
+ * what was held for the old one. The messages it sent stay in their recipients' boxes. */
+static void
+drop_mailbox (GchatdServer *self,
+              const char   *name)
+{
+  g_autoptr(GPtrArray) mail = gchatd_mailbox_peek (self->mailbox, name);
+  g_autoptr(GPtrArray) receipts = gchatd_mailbox_peek_receipts (self->mailbox, name);
+  g_autoptr(GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint64));
+
+  for (guint i = 0; i < mail->len; i++)
+    {
+      guint64 id = gchatd_mail_get_id (g_ptr_array_index (mail, i));
+
+      g_array_append_val (ids, id);
+    }
+  if (ids->len > 0)
+    gchatd_mailbox_remove_async (self->mailbox, name, (guint64 *) ids->data, ids->len, NULL,
+                                 box_dropped_cb, NULL);
+  g_array_set_size (ids, 0);
+  for (guint i = 0; i < receipts->len; i++)
+    {
+      guint64 id = gchatd_mail_receipt_get_id (g_ptr_array_index (receipts, i));
+
+      g_array_append_val (ids, id);
+    }
+  if (ids->len > 0)
+    gchatd_mailbox_remove_receipts_async (self->mailbox, name, (guint64 *) ids->data, ids->len,
+                                          NULL, box_dropped_cb, NULL);
+}
+
 /* An account deleted with gchatctl: its live session ends at once. */
 static void
 user_deleted_cb (GchatdServer *self,
@@ -458,6 +533,7 @@ user_deleted_cb (GchatdServer *self,
 
   if (connection != NULL)
     gchatd_connection_close (connection, "account-deleted", "account deleted");
+  drop_mailbox (self, name);
 }
 
 void
@@ -685,6 +761,26 @@ gchatd_server_get_throttle (GchatdServer *self)
 {
   g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
   return self->throttle;
+}
+
+GchatdMailbox *
+gchatd_server_get_mailbox (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  return self->mailbox;
+}
+
+GchatdConnection *
+gchatd_server_lookup_session (GchatdServer *self,
+                              const char   *user)
+{
+  g_autofree char *folded = NULL;
+
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  g_return_val_if_fail (user != NULL, NULL);
+
+  folded = g_ascii_strdown (user, -1);
+  return g_hash_table_lookup (self->sessions, folded);
 }
 
 void
@@ -1036,7 +1132,8 @@ pair_key_get (GchatdServer     *self,
               GchatdConnection *a,
               const char       *folded_a,
               GchatdConnection *b,
-              const char       *folded_b)
+              const char       *folded_b,
+              guint32           replace)
 {
   gboolean a_first = strcmp (folded_a, folded_b) < 0;
   guint64 serial_lo = gchatd_connection_get_session_serial (a_first ? a : b);
@@ -1046,7 +1143,10 @@ pair_key_get (GchatdServer     *self,
   gint64 now = g_get_real_time () / G_USEC_PER_SEC;
   PairKey *pair = g_hash_table_lookup (self->pairs, id);
 
-  if (pair != NULL && pair_key_is_live (pair, serial_lo, serial_hi, now))
+  /* A client replacing a key it used enough (PROTOCOL.md §7.4) gets a new one; the other side
+   * asking for the same replacement a moment later then gets that new one. */
+  if (pair != NULL && pair_key_is_live (pair, serial_lo, serial_hi, now)
+      && (replace == 0 || pair->key_id != replace))
     return pair;
   pair = g_new0 (PairKey, 1);
   gchat_random_bytes (pair->key, sizeof pair->key);
@@ -1064,6 +1164,7 @@ const char *
 gchatd_server_talk (GchatdServer     *self,
                     GchatdConnection *connection,
                     const char       *user,
+                    guint32           replace,
                     gint64            id)
 {
   g_autoptr(GchatdUserRecord) record = NULL;
@@ -1084,7 +1185,7 @@ gchatd_server_talk (GchatdServer     *self,
   other = g_hash_table_lookup (self->sessions, folded_other);
   if (other == NULL)
     return "offline";
-  pair = pair_key_get (self, connection, folded_self, other, folded_other);
+  pair = pair_key_get (self, connection, folded_self, other, folded_other, replace);
   send_pair_key (self, connection, other, pair, id);
   send_pair_key (self, other, connection, pair, -1);
   return NULL;
@@ -1149,4 +1250,178 @@ endpoint_changed_cb (GchatdServer *self,
                             gchatd_connection_get_session_serial (changed_first ? other : changed), now))
         send_pair_key (self, other, changed, value, -1);
     }
+}
+
+/* Relay and offline delivery */
+
+static void
+relay_drop (GchatdServer     *self,
+            GchatdConnection *from,
+            const char       *why)
+{
+  self->n_relay_dropped++;
+  /* Never the payload, nor a name a client made up: only why, and who sent it. */
+  g_debug ("Dropped a datagram “%s” asked to relay: %s (%" G_GUINT64_FORMAT " dropped so far)",
+           gchatd_connection_get_user (from), why, self->n_relay_dropped);
+}
+
+void
+gchatd_server_relay (GchatdServer     *self,
+                     GchatdConnection *from,
+                     const char       *to,
+                     GBytes           *datagram)
+{
+  g_autoptr(GchatMessage) relayed = NULL;
+  GchatdConnection *other;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (datagram != NULL);
+
+  other = gchatd_server_lookup_session (self, to);
+  if (other == NULL)
+    {
+      relay_drop (self, from, "the recipient is not online");
+      return;
+    }
+  if (other == from)
+    {
+      relay_drop (self, from, "it was addressed to its sender");
+      return;
+    }
+  /* A datagram may be lost: a recipient that does not read loses datagrams rather than its
+   * connection, and the sender never waits for it. */
+  if (gchatd_connection_get_queued_output (other) > GCHATD_CONNECTION_MAX_RELAY_QUEUED)
+    {
+      relay_drop (self, from, "the recipient does not read fast enough");
+      return;
+    }
+  relayed = gchat_message_new (GCHAT_MESSAGE_RELAYED);
+  gchat_message_set_string (relayed, "from", gchatd_connection_get_user (from));
+  gchat_message_set_bytes (relayed, "datagram", g_bytes_get_data (datagram, NULL),
+                           g_bytes_get_size (datagram));
+  self->n_relayed++;
+  gchatd_connection_send_message (other, relayed);
+}
+
+guint64
+gchatd_server_get_n_relayed (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return self->n_relayed;
+}
+
+guint64
+gchatd_server_get_n_relay_dropped (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return self->n_relay_dropped;
+}
+
+void
+gchatd_server_mail_posted (GchatdServer *self,
+                           GchatdMail   *mail)
+{
+  GchatdConnection *recipient;
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (mail != NULL);
+
+  recipient = gchatd_server_lookup_session (self, gchatd_mail_get_recipient (mail));
+  if (recipient != NULL)
+    gchatd_connection_push_mail (recipient, mail);
+}
+
+/* What a receipt being saved needs once it is durable. */
+typedef struct {
+  GchatdServer *server;
+  char         *sender;
+  char         *recipient;
+  guint64       msg_id;
+} ReceiptRequest;
+
+static void
+receipt_request_free (ReceiptRequest *request)
+{
+  g_object_unref (request->server);
+  g_free (request->sender);
+  g_free (request->recipient);
+  g_free (request);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ReceiptRequest, receipt_request_free)
+
+/* The receipt just saved: the newest of @sender's that matches. The mailbox does not return
+ * it, and a receipt for the same message twice is harmless. */
+static GchatdMailReceipt *
+find_receipt (GchatdServer *self,
+              const char   *sender,
+              const char   *recipient,
+              guint64       msg_id)
+{
+  g_autoptr(GPtrArray) receipts = gchatd_mailbox_peek_receipts (self->mailbox, sender);
+
+  for (guint i = receipts->len; i > 0; i--)
+    {
+      GchatdMailReceipt *receipt = g_ptr_array_index (receipts, i - 1);
+
+      if (gchatd_mail_receipt_get_msg_id (receipt) == msg_id
+          && g_ascii_strcasecmp (gchatd_mail_receipt_get_recipient (receipt), recipient) == 0)
+        return gchatd_mail_receipt_ref (receipt);
+    }
+  return NULL;
+}
+
+static void
+receipt_added_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(ReceiptRequest) request = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GchatdMailReceipt) receipt = NULL;
+  GchatdConnection *sender;
+
+  if (!gchatd_mailbox_add_receipt_finish (GCHATD_MAILBOX (source), result, &error))
+    {
+      g_message ("No “delivered” receipt for “%s”: %s", request->sender, error->message);
+      return;
+    }
+  sender = gchatd_server_lookup_session (request->server, request->sender);
+  if (sender == NULL)
+    return;
+  receipt = find_receipt (request->server, request->sender, request->recipient,
+                          request->msg_id);
+  if (receipt != NULL)
+    gchatd_connection_push_receipt (sender, receipt);
+}
+
+void
+gchatd_server_mail_delivered (GchatdServer *self,
+                              GPtrArray    *removed)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (removed != NULL);
+
+  for (guint i = 0; i < removed->len; i++)
+    {
+      GchatdMail *mail = g_ptr_array_index (removed, i);
+      ReceiptRequest *request = g_new0 (ReceiptRequest, 1);
+
+      request->server = g_object_ref (self);
+      request->sender = g_strdup (gchatd_mail_get_sender (mail));
+      request->recipient = g_strdup (gchatd_mail_get_recipient (mail));
+      request->msg_id = gchatd_mail_get_msg_id (mail);
+      gchatd_mailbox_add_receipt_async (self->mailbox, request->sender, request->recipient,
+                                        request->msg_id, NULL, receipt_added_cb, request);
+    }
+}
+
+gboolean
+gchatd_server_flush_mailbox (GchatdServer  *self,
+                             guint          timeout_ms,
+                             GError       **error)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+
+  return gchatd_mailbox_flush_sync (self->mailbox, timeout_ms, error);
 }

@@ -8,6 +8,7 @@
 #include "gchat-config.h"
 #include "gchat-rsa-key.h"
 #include "gchatd-connection.h"
+#include "gchatd-mailbox.h"
 #include "gchatd-password-hasher.h"
 #include "gchatd-throttle.h"
 #include "gchatd-user-store.h"
@@ -20,6 +21,7 @@ typedef enum {
   GCHATD_SERVER_ERROR_STATE_DIR, /* the state folder could not be made */
   GCHATD_SERVER_ERROR_KEY,       /* the key pair could not be read, made or saved */
   GCHATD_SERVER_ERROR_LISTEN,    /* the address could not be resolved or bound */
+  GCHATD_SERVER_ERROR_MAILBOX,   /* the mailbox folder could not be made or loaded */
 } GchatdServerError;
 
 /* How long a new connection has to log in before it is closed. */
@@ -42,7 +44,8 @@ GQuark                gchatd_server_error_quark   (void);
 
 /* Resolves the paths as gchatctl does (gchatd_paths_resolve()), makes the data folder (0700),
  * takes the store lock for the server's life, loads the key pair or makes an RSA-3072 one at first start
- * (private key 0600), and opens the user store. Blocks: call it before the loop runs. */
+ * (private key 0600), opens the user store and loads the mailboxes (“mail” in the data folder,
+ * 0700). Blocks: call it before the loop runs. */
 GchatdServer         *gchatd_server_new           (GchatConfig       *config,
                                                    GError           **error);
 /* Overrides the configured port before start, 0 meaning any free port (for tests). */
@@ -80,6 +83,11 @@ GchatRsaKey          *gchatd_server_get_key       (GchatdServer      *self);
 GchatdUserStore      *gchatd_server_get_store     (GchatdServer      *self);
 GchatdPasswordHasher *gchatd_server_get_hasher    (GchatdServer      *self);
 GchatdThrottle       *gchatd_server_get_throttle  (GchatdServer      *self);
+/* The messages and receipts held for offline users. */
+GchatdMailbox        *gchatd_server_get_mailbox   (GchatdServer      *self);
+/* The logged-in connection of @user (any letter case), or NULL. */
+GchatdConnection     *gchatd_server_lookup_session (GchatdServer     *self,
+                                                   const char        *user);
 /* The Argon2id cost new accounts get. */
 void                  gchatd_server_get_argon2_params (GchatdServer  *self,
                                                    GchatArgon2Params *params);
@@ -99,12 +107,39 @@ void                  gchatd_server_session_end   (GchatdServer      *self,
 void                  gchatd_server_send_user_list (GchatdServer     *self,
                                                    GchatdConnection  *connection,
                                                    gint64             id);
-/* Issues (or reuses) the pair key of @connection's user and @user, and sends it to both.
+/* Issues (or reuses) the pair key of @connection's user and @user, and sends it to both; a
+ * fresh one when @replace (0: none) is the id of the live one, which the client used enough.
  * Returns NULL then, or the error code for the `result`: `unknown-user`, `offline` or
  * `bad-name` (oneself). */
 const char           *gchatd_server_talk          (GchatdServer      *self,
                                                    GchatdConnection  *connection,
                                                    const char        *user,
+                                                   guint32            replace,
                                                    gint64             id);
+
+/* Relay and offline delivery (PROTOCOL.md §7.6) */
+
+/* Hands @datagram, unopened and unchanged, to @to's session as a `relayed` from @from's user.
+ * Dropped silently, like a lost datagram, when @to is not online, is @from's own user, or has
+ * more than GCHATD_CONNECTION_MAX_RELAY_QUEUED bytes of output waiting. Never blocks. */
+void                  gchatd_server_relay         (GchatdServer      *self,
+                                                   GchatdConnection  *from,
+                                                   const char        *to,
+                                                   GBytes            *datagram);
+/* How many relayed datagrams went out, and how many were dropped, since the start. */
+guint64               gchatd_server_get_n_relayed (GchatdServer      *self);
+guint64               gchatd_server_get_n_relay_dropped (GchatdServer *self);
+/* @mail is durable in its recipient's box: the recipient gets it at once when online. */
+void                  gchatd_server_mail_posted   (GchatdServer      *self,
+                                                   GchatdMail        *mail);
+/* The messages in @removed (GchatdMail) were taken out of their box, durably, after their
+ * recipient acknowledged them: each sender gets a durable “delivered” receipt, at once when
+ * online. */
+void                  gchatd_server_mail_delivered (GchatdServer     *self,
+                                                   GPtrArray         *removed);
+/* Flushes the mailbox before an exit; FALSE with @error when it did not finish in time. */
+gboolean              gchatd_server_flush_mailbox (GchatdServer      *self,
+                                                   guint              timeout_ms,
+                                                   GError           **error);
 
 G_END_DECLS

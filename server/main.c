@@ -17,6 +17,8 @@
 /* How long a stop may wait for the store and for clients to get their `bye`. */
 #define STOP_FLUSH_TIMEOUT_MS 1000
 #define STOP_DRAIN_TIMEOUT_MS 800
+/* The mailbox may have a save of several users' boxes to finish; what it holds was promised. */
+#define STOP_MAILBOX_TIMEOUT_MS 3000
 
 static char *opt_config;
 static gboolean opt_version;
@@ -115,7 +117,18 @@ stop_cb (gpointer user_data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Tells every client, waits for the store, then gives the `bye` messages a moment to leave. */
+static void
+flush_mailbox (GchatdServer *server)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!gchatd_server_flush_mailbox (server, STOP_MAILBOX_TIMEOUT_MS, &error))
+    g_message ("The mailbox may have lost the latest changes: %s", error->message);
+}
+
+/* Tells every client, waits for the store and the mailbox, then gives the `bye` messages a
+ * moment to leave. The mailbox is flushed again after that: an acknowledgement that completed
+ * meanwhile may have started a receipt. */
 static void
 stop_server (GchatdServer *server)
 {
@@ -127,11 +140,15 @@ stop_server (GchatdServer *server)
   if (!gchatd_user_store_flush_sync (gchatd_server_get_store (server), STOP_FLUSH_TIMEOUT_MS,
                                      &error))
     g_message ("The user store may have lost the latest sign-ups: %s", error->message);
+  flush_mailbox (server);
   while (gchatd_server_get_n_connections (server) > 0 && g_get_monotonic_time () < deadline)
     {
       if (!g_main_context_iteration (NULL, FALSE))
         g_usleep (1000);
     }
+  for (guint i = 0; i < 1000 && g_main_context_iteration (NULL, FALSE); i++)
+    ;
+  flush_mailbox (server);
   g_message ("Stopped");
 }
 

@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -424,6 +425,180 @@ test_client_ping (TestClient *c)
   test_client_send (c, ping);
   pong = test_client_expect (c, GCHAT_MESSAGE_PONG);
   g_assert_cmpint (gchat_message_get_int (pong, "id"), ==, id);
+}
+
+void
+test_client_send_json (TestClient *c,
+                       const char *json)
+{
+  g_clear_pointer (&c->last_frame, g_bytes_unref);
+  c->last_frame = gchat_channel_seal (c->channel, (const guint8 *) json, strlen (json), NULL);
+  g_assert_nonnull (c->last_frame);
+  test_client_send_raw (c, g_bytes_get_data (c->last_frame, NULL),
+                        g_bytes_get_size (c->last_frame));
+}
+
+void
+test_client_relay (TestClient   *c,
+                   const char   *to,
+                   const guint8 *datagram,
+                   gsize         len)
+{
+  g_autoptr(GchatMessage) relay = gchat_message_new (GCHAT_MESSAGE_RELAY);
+
+  gchat_message_set_string (relay, "to", to);
+  gchat_message_set_bytes (relay, "datagram", datagram, len);
+  test_client_send (c, relay);
+}
+
+void
+test_client_send_post (TestClient *c,
+                       const char *to,
+                       gint64      msg_id,
+                       const char *text,
+                       gsize       len,
+                       gint64      id)
+{
+  g_autoptr(GchatMessage) post = gchat_message_new (GCHAT_MESSAGE_POST);
+
+  gchat_message_set_string (post, "to", to);
+  gchat_message_set_int (post, "msg_id", msg_id);
+  gchat_message_set_bytes (post, "text", (const guint8 *) text, len);
+  if (id >= 0)
+    gchat_message_set_int (post, "id", id);
+  test_client_send (c, post);
+}
+
+GchatMessage *
+test_client_post (TestClient *c,
+                  const char *to,
+                  gint64      msg_id,
+                  const char *text)
+{
+  GchatMessage *result;
+
+  test_client_send_post (c, to, msg_id, text, strlen (text), 42);
+  result = test_client_expect (c, GCHAT_MESSAGE_RESULT);
+  g_assert_cmpstr (gchat_message_get_string (result, "request"), ==, "post");
+  return result;
+}
+
+static void
+send_ack (TestClient       *c,
+          GchatMessageType  type,
+          const char       *field,
+          gint64            value)
+{
+  g_autoptr(GchatMessage) ack = gchat_message_new (type);
+
+  gchat_message_set_int (ack, field, value);
+  test_client_send (c, ack);
+}
+
+void
+test_client_mail_ack (TestClient *c,
+                      gint64      mail_id)
+{
+  send_ack (c, GCHAT_MESSAGE_MAIL_ACK, "mail_id", mail_id);
+}
+
+void
+test_client_receipt_ack (TestClient *c,
+                         gint64      receipt_id)
+{
+  send_ack (c, GCHAT_MESSAGE_RECEIPT_ACK, "receipt_id", receipt_id);
+}
+
+/* The daemon */
+
+TestDaemon *
+test_daemon_new (const char *extra)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *key_path = NULL;
+  g_autofree char *config = NULL;
+  TestDaemon *d;
+
+  if (g_getenv ("GCHATD") == NULL)
+    {
+      g_test_skip ("GCHATD is not set");
+      return NULL;
+    }
+  d = g_new0 (TestDaemon, 1);
+  d->dir = gchat_test_make_dir ("gchatd-daemon");
+  d->config_path = g_build_filename (d->dir, "config.yaml", NULL);
+  d->log_path = g_build_filename (d->dir, "gchatd.log", NULL);
+  key_path = g_build_filename (d->dir, "server-private.pem", NULL);
+  d->port = test_find_free_port ();
+  config = g_strdup_printf ("server_address: 127.0.0.1\nserver_port: %u\n"
+                            "data_base: users.json\nargon2_memory_kib: 64\n"
+                            "argon2_iterations: 1\n%s", d->port, extra != NULL ? extra : "");
+  g_assert_true (g_file_set_contents (d->config_path, config, -1, &error));
+  g_assert_true (gchat_rsa_key_save_private (test_server_key_get (), key_path, &error));
+  test_daemon_start (d);
+  return d;
+}
+
+void
+test_daemon_start (TestDaemon *d)
+{
+  g_autoptr(GSubprocessLauncher) launcher = test_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_autoptr(GError) error = NULL;
+  gint64 start = g_get_monotonic_time ();
+
+  g_assert_null (d->process);
+  /* Appended to, so that the log of every run is kept for the test to read; GLib writes debug
+   * messages to standard output, the others to standard error. */
+  g_subprocess_launcher_take_stdout_fd (launcher, open (d->log_path, O_WRONLY | O_CREAT | O_APPEND,
+                                                        0600));
+  d->process = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHATD"), "--verbose",
+                                            "--config", d->config_path, NULL);
+  g_assert_no_error (error);
+  while (!test_port_in_use (d->port))
+    {
+      g_assert_cmpint (g_get_monotonic_time () - start, <, TEST_WAIT_TIMEOUT_US);
+      g_usleep (20000);
+    }
+}
+
+void
+test_daemon_stop (TestDaemon *d,
+                  int         signal_number)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (d->process);
+  g_subprocess_send_signal (d->process, signal_number);
+  g_assert_true (g_subprocess_wait (d->process, NULL, &error));
+  g_assert_no_error (error);
+  if (signal_number == SIGTERM)
+    {
+      g_assert_true (g_subprocess_get_if_exited (d->process));
+      g_assert_cmpint (g_subprocess_get_exit_status (d->process), ==, 0);
+    }
+  g_clear_object (&d->process);
+}
+
+char *
+test_daemon_dup_log (TestDaemon *d)
+{
+  g_autoptr(GError) error = NULL;
+  char *log = NULL;
+
+  g_assert_true (g_file_get_contents (d->log_path, &log, NULL, &error));
+  return log;
+}
+
+void
+test_daemon_free (TestDaemon *d)
+{
+  if (d->process != NULL)
+    test_daemon_stop (d, SIGTERM);
+  test_remove_dir (d->dir);
+  g_free (d->dir);
+  g_free (d->config_path);
+  g_free (d->log_path);
+  g_free (d);
 }
 
 /* Helpers */

@@ -97,6 +97,31 @@ void          test_client_expect_presence (TestClient    *c,
                                        const char        *name);
 /* A ping and its pong: the server still serves this client. */
 void          test_client_ping        (TestClient        *c);
+/* Seals and sends @json as it is, even when it breaks the schema. */
+void          test_client_send_json   (TestClient        *c,
+                                       const char        *json);
+/* Sends a `relay` of @datagram to @to; nothing answers it. */
+void          test_client_relay       (TestClient        *c,
+                                       const char        *to,
+                                       const guint8      *datagram,
+                                       gsize              len);
+/* Sends a `post` of @text to @to with @id (< 0: none), without waiting for the answer. */
+void          test_client_send_post   (TestClient        *c,
+                                       const char        *to,
+                                       gint64             msg_id,
+                                       const char        *text,
+                                       gsize              len,
+                                       gint64             id);
+/* Sends a `post` with id 42 and returns its `result`. */
+GchatMessage *test_client_post        (TestClient        *c,
+                                       const char        *to,
+                                       gint64             msg_id,
+                                       const char        *text);
+/* Sends a `mail-ack` for @mail_id, or a `receipt-ack` for @receipt_id; nothing answers them. */
+void          test_client_mail_ack    (TestClient        *c,
+                                       gint64             mail_id);
+void          test_client_receipt_ack (TestClient        *c,
+                                       gint64             receipt_id);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TestClient, test_client_free)
 
@@ -106,6 +131,31 @@ void          test_assert_result      (GchatMessage      *result,
 gboolean      test_message_has_name   (GchatMessage      *message,
                                        const char        *field,
                                        const char        *name);
+
+/* The gchatd binary ($GCHATD) on a free loopback port, with its files in a temporary folder
+ * and its log (--verbose) in “gchatd.log” there. */
+typedef struct {
+  char        *dir;
+  char        *config_path;
+  char        *log_path;
+  guint16      port;
+  GSubprocess *process;
+} TestDaemon;
+
+/* Writes the configuration (with @extra, which may be NULL, at its end) and the pinned key,
+ * starts gchatd and returns once it listens. NULL, after g_test_skip(), without $GCHATD. */
+TestDaemon   *test_daemon_new         (const char        *extra);
+/* Starts it (again) on the same files and port. */
+void          test_daemon_start       (TestDaemon        *d);
+/* Sends @signal_number and waits for the exit; after SIGTERM, gchatd must exit 0. */
+void          test_daemon_stop        (TestDaemon        *d,
+                                       int                signal_number);
+/* What gchatd has logged so far. */
+char         *test_daemon_dup_log     (TestDaemon        *d);
+/* Stops it with SIGTERM when running and removes its folder. */
+void          test_daemon_free        (TestDaemon        *d);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TestDaemon, test_daemon_free)
 
 /* Runs the main loop until @done says so, failing the test after TEST_WAIT_TIMEOUT_US. */
 void          test_iterate_until      (gboolean         (*done) (gpointer),

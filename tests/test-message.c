@@ -65,8 +65,9 @@ static void
 test_type_names (void)
 {
   static const char *const names[] = {
-    "sign", "auth", "list", "talk", "logout", "ping", "result", "users", "presence",
-    "pair-key", "error", "bye", "pong",
+    "sign", "auth", "list", "talk", "logout", "ping", "relay", "post", "mail-ack",
+    "receipt-ack", "result", "users", "presence", "pair-key", "error", "bye", "pong",
+    "relayed", "mail", "receipt",
   };
   GchatMessageType type;
 
@@ -250,6 +251,203 @@ test_round_trip_server_more (void)
   decoded = assert_decode_ok ("{\"type\":\"pong\"}");
   g_assert_false (gchat_message_has_field (decoded, "id"));
   g_assert_cmpint (gchat_message_get_int (decoded, "id"), ==, 0);
+}
+
+/* A datagram of @len bytes whose every byte value shows, so that a round trip that changed one
+ * would be seen. */
+static GBytes *
+make_datagram (gsize len)
+{
+  guint8 *data = g_malloc (len);
+
+  for (gsize i = 0; i < len; i++)
+    data[i] = (guint8) (i * 37 + 11);
+  return g_bytes_new_take (data, len);
+}
+
+static void
+assert_bytes_field (GchatMessage *message,
+                    const char   *field,
+                    GBytes       *expected)
+{
+  GBytes *got = gchat_message_get_bytes (message, field);
+
+  g_assert_nonnull (got);
+  g_assert_true (g_bytes_equal (got, expected));
+}
+
+static void
+test_round_trip_relay (void)
+{
+  g_autoptr(GchatMessage) relay = gchat_message_new (GCHAT_MESSAGE_RELAY);
+  g_autoptr(GchatMessage) relayed = gchat_message_new (GCHAT_MESSAGE_RELAYED);
+  g_autoptr(GchatMessage) decoded = NULL;
+  g_autoptr(GBytes) smallest = make_datagram (GCHAT_RELAY_DATAGRAM_MIN);
+  g_autoptr(GBytes) largest = make_datagram (GCHAT_RELAY_DATAGRAM_MAX);
+
+  gchat_message_set_string (relay, "to", "bob");
+  gchat_message_set_bytes (relay, "datagram", g_bytes_get_data (largest, NULL),
+                           g_bytes_get_size (largest));
+  gchat_message_set_int (relay, "id", 9);
+  decoded = round_trip (relay);
+  g_assert_cmpstr (gchat_message_get_string (decoded, "to"), ==, "bob");
+  assert_bytes_field (decoded, "datagram", largest);
+  g_assert_cmpint (gchat_message_get_int (decoded, "id"), ==, 9);
+
+  gchat_message_set_string (relayed, "from", "Alice");
+  gchat_message_set_bytes (relayed, "datagram", g_bytes_get_data (smallest, NULL),
+                           g_bytes_get_size (smallest));
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = round_trip (relayed);
+  g_assert_cmpstr (gchat_message_get_string (decoded, "from"), ==, "Alice");
+  assert_bytes_field (decoded, "datagram", smallest);
+}
+
+static void
+test_round_trip_mail (void)
+{
+  static const char text[] = "Hello \"Bob\" \\ \x01 ✓";
+  g_autoptr(GchatMessage) post = gchat_message_new (GCHAT_MESSAGE_POST);
+  g_autoptr(GchatMessage) mail = gchat_message_new (GCHAT_MESSAGE_MAIL);
+  g_autoptr(GchatMessage) receipt = gchat_message_new (GCHAT_MESSAGE_RECEIPT);
+  g_autoptr(GchatMessage) result = gchat_message_new (GCHAT_MESSAGE_RESULT);
+  g_autoptr(GchatMessage) decoded = NULL;
+  g_autoptr(GBytes) text_bytes = g_bytes_new_static (text, strlen (text));
+  gint64 max = GCHAT_MESSAGE_MAX_SAFE_INT;
+
+  gchat_message_set_string (post, "to", "bob");
+  gchat_message_set_int (post, "msg_id", max);
+  gchat_message_set_bytes (post, "text", (const guint8 *) text, strlen (text));
+  decoded = round_trip (post);
+  g_assert_cmpint (gchat_message_get_int (decoded, "msg_id"), ==, max);
+  assert_bytes_field (decoded, "text", text_bytes);
+  g_assert_false (gchat_message_has_field (decoded, "id"));
+
+  gchat_message_set_int (mail, "mail_id", 1700000000000001);
+  gchat_message_set_string (mail, "from", "alice");
+  gchat_message_set_int (mail, "msg_id", 0);
+  gchat_message_set_bytes (mail, "text", (const guint8 *) text, strlen (text));
+  gchat_message_set_int (mail, "queued", 1700000000);
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = round_trip (mail);
+  g_assert_cmpint (gchat_message_get_int (decoded, "mail_id"), ==, 1700000000000001);
+  g_assert_cmpstr (gchat_message_get_string (decoded, "from"), ==, "alice");
+  g_assert_cmpint (gchat_message_get_int (decoded, "queued"), ==, 1700000000);
+  assert_bytes_field (decoded, "text", text_bytes);
+
+  gchat_message_set_int (receipt, "receipt_id", 5);
+  gchat_message_set_string (receipt, "user", "bob");
+  gchat_message_set_int (receipt, "msg_id", 77);
+  gchat_message_set_int (receipt, "delivered", 1700000001);
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = round_trip (receipt);
+  g_assert_cmpint (gchat_message_get_int (decoded, "receipt_id"), ==, 5);
+  g_assert_cmpstr (gchat_message_get_string (decoded, "user"), ==, "bob");
+  g_assert_cmpint (gchat_message_get_int (decoded, "msg_id"), ==, 77);
+  g_assert_cmpint (gchat_message_get_int (decoded, "delivered"), ==, 1700000001);
+
+  gchat_message_set_string (result, "request", "post");
+  gchat_message_set_bool (result, "ok", TRUE);
+  gchat_message_set_int (result, "mail_id", max);
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = round_trip (result);
+  g_assert_cmpint (gchat_message_get_int (decoded, "mail_id"), ==, max);
+
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = assert_decode_ok ("{\"type\":\"mail-ack\",\"mail_id\":3,\"id\":4}");
+  g_assert_cmpint (gchat_message_get_int (decoded, "mail_id"), ==, 3);
+  g_clear_pointer (&decoded, gchat_message_unref);
+  decoded = assert_decode_ok ("{\"type\":\"receipt-ack\",\"receipt_id\":9007199254740991}");
+  g_assert_cmpint (gchat_message_get_int (decoded, "receipt_id"), ==, max);
+}
+
+/* A `relay` with a datagram of @len bytes. */
+static char *
+relay_json (gsize len)
+{
+  g_autoptr(GBytes) datagram = make_datagram (len);
+  g_autofree char *base64 = g_base64_encode (g_bytes_get_data (datagram, NULL), len);
+
+  return g_strdup_printf ("{\"type\":\"relay\",\"to\":\"bob\",\"datagram\":\"%s\"}", base64);
+}
+
+/* A `post` with a text of @len bytes. */
+static char *
+post_json (gsize len)
+{
+  g_autofree char *text = g_strnfill (len, 'x');
+  g_autofree char *base64 = g_base64_encode ((const guint8 *) text, len);
+
+  return g_strdup_printf ("{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":1,\"text\":\"%s\"}",
+                          base64);
+}
+
+static void
+test_relay_mail_limits (void)
+{
+  static const gsize bad_datagrams[] = { 0, 1, GCHAT_RELAY_DATAGRAM_MIN - 1,
+                                         GCHAT_RELAY_DATAGRAM_MAX + 1 };
+  static const char *const bad[] = {
+    "{\"type\":\"relay\",\"to\":\"bob\"}",
+    "{\"type\":\"relay\",\"datagram\":\"AAAA\"}",
+    "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":1}",
+    "{\"type\":\"post\",\"to\":\"\",\"msg_id\":1,\"text\":\"eA==\"}",
+    "{\"type\":\"post\",\"to\":\"123456789012345678901234567890123\",\"msg_id\":1,"
+    "\"text\":\"eA==\"}",
+    "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":9223372036854775808,\"text\":\"eA==\"}",
+    "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":-1,\"text\":\"eA==\"}",
+    "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":1,\"text\":\"x\"}",
+    "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":\"1\",\"text\":\"eA==\"}",
+    "{\"type\":\"mail-ack\"}",
+    "{\"type\":\"mail-ack\",\"mail_id\":-1}",
+    "{\"type\":\"receipt-ack\",\"receipt_id\":9007199254740992}",
+    "{\"type\":\"mail\",\"mail_id\":1,\"from\":\"a\",\"msg_id\":1,\"text\":\"eA==\"}",
+    "{\"type\":\"receipt\",\"receipt_id\":1,\"user\":\"a\",\"msg_id\":1}",
+  };
+  g_autoptr(GchatMessage) message = NULL;
+  g_autofree char *json = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad_datagrams); i++)
+    {
+      g_autofree char *relay = relay_json (bad_datagrams[i]);
+
+      assert_decode_fails (relay, GCHAT_MESSAGE_ERROR_OUT_OF_RANGE);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GchatMessage) refused = decode_string (bad[i], &error);
+
+      g_test_message ("%s", bad[i]);
+      g_assert_nonnull (error);
+      g_assert_null (refused);
+    }
+
+  /* A conversation's message id takes the whole signed 64-bit range (PROTOCOL.md §7.2). */
+  message = assert_decode_ok ("{\"type\":\"post\",\"to\":\"bob\","
+                              "\"msg_id\":9223372036854775807,\"text\":\"eA==\"}");
+  g_clear_pointer (&message, gchat_message_unref);
+
+  json = relay_json (GCHAT_RELAY_DATAGRAM_MIN);
+  message = assert_decode_ok (json);
+  g_clear_pointer (&json, g_free);
+  g_clear_pointer (&message, gchat_message_unref);
+  json = relay_json (GCHAT_RELAY_DATAGRAM_MAX);
+  message = assert_decode_ok (json);
+
+  /* The largest text fits a message; one byte more is refused, and an empty text too. */
+  g_clear_pointer (&json, g_free);
+  g_clear_pointer (&message, gchat_message_unref);
+  json = post_json (GCHAT_TEXT_MAX);
+  message = assert_decode_ok (json);
+  g_assert_cmpuint (g_bytes_get_size (gchat_message_get_bytes (message, "text")), ==,
+                    GCHAT_TEXT_MAX);
+  g_clear_pointer (&json, g_free);
+  json = post_json (GCHAT_TEXT_MAX + 1);
+  assert_decode_fails (json, GCHAT_MESSAGE_ERROR_OUT_OF_RANGE);
+  g_clear_pointer (&json, g_free);
+  json = post_json (0);
+  assert_decode_fails (json, GCHAT_MESSAGE_ERROR_OUT_OF_RANGE);
 }
 
 /* Setting a field again or to NULL replaces or removes it. */
@@ -908,6 +1106,9 @@ main (int    argc,
   g_test_add_func ("/message/round-trip/client", test_round_trip_client);
   g_test_add_func ("/message/round-trip/server", test_round_trip_server);
   g_test_add_func ("/message/round-trip/server-more", test_round_trip_server_more);
+  g_test_add_func ("/message/round-trip/relay", test_round_trip_relay);
+  g_test_add_func ("/message/round-trip/mail", test_round_trip_mail);
+  g_test_add_func ("/message/decode/relay-mail-limits", test_relay_mail_limits);
   g_test_add_func ("/message/setters-replace", test_setters_replace);
   g_test_add_func ("/message/decode/syntax", test_syntax_errors);
   g_test_add_func ("/message/decode/strict-json-accepted", test_strict_json_accepted);

@@ -28,6 +28,7 @@
 #include "gchat-rsa-key.h"
 #include "gchatd-admin.h"
 #include "gchatd-control.h"
+#include "gchatd-mailbox.h"
 #include "gchatd-password-hasher.h"
 #include "gchatd-user-store.h"
 
@@ -812,6 +813,69 @@ change_store (GchatdUserStore         *store,
 }
 
 /* With no gchatd answering: takes the lock, loads the store, makes the change durable, lets go. */
+static GArray *
+mail_ids (GPtrArray *held,
+          gboolean   receipts)
+{
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (guint64));
+
+  for (guint i = 0; i < held->len; i++)
+    {
+      guint64 id = receipts ? gchatd_mail_receipt_get_id (g_ptr_array_index (held, i))
+                            : gchatd_mail_get_id (g_ptr_array_index (held, i));
+
+      g_array_append_val (ids, id);
+    }
+  return ids;
+}
+
+/* A deleted account's held messages and receipts go with it: a new account of the same name
+ * must not read them. gchatd does the same when it runs. */
+static gboolean
+drop_mailbox (GchatdAdmin  *self,
+              GMainContext *context,
+              const char   *name,
+              GError      **error)
+{
+  g_autoptr (GchatdMailbox) mailbox = NULL;
+  g_autoptr (GPtrArray) mail = NULL;
+  g_autoptr (GPtrArray) receipts = NULL;
+  g_autoptr (GArray) mail_ids_ = NULL;
+  g_autoptr (GArray) receipt_ids = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GAsyncResult) receipts_result = NULL;
+  g_autoptr (GPtrArray) removed = NULL;
+  g_autoptr (GPtrArray) removed_receipts = NULL;
+
+  mailbox = gchatd_mailbox_new (self->paths->mail_dir, error);
+  if (mailbox == NULL)
+    return FALSE;
+  mail = gchatd_mailbox_peek (mailbox, name);
+  receipts = gchatd_mailbox_peek_receipts (mailbox, name);
+  mail_ids_ = mail_ids (mail, FALSE);
+  receipt_ids = mail_ids (receipts, TRUE);
+  if (mail_ids_->len > 0)
+    {
+      gchatd_mailbox_remove_async (mailbox, name, (guint64 *) mail_ids_->data, mail_ids_->len,
+                                   NULL, on_result, &result);
+      removed = gchatd_mailbox_remove_finish (mailbox, wait_for (context, &result), error);
+      if (removed == NULL)
+        return FALSE;
+    }
+  if (receipt_ids->len > 0)
+    {
+      gchatd_mailbox_remove_receipts_async (mailbox, name, (guint64 *) receipt_ids->data,
+                                            receipt_ids->len, NULL, on_result, &receipts_result);
+      removed_receipts = gchatd_mailbox_remove_receipts_finish (mailbox,
+                                                                wait_for (context,
+                                                                          &receipts_result),
+                                                                error);
+      if (removed_receipts == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 change_files (GchatdAdmin *self,
               ChangeKind   kind,
@@ -847,6 +911,8 @@ change_files (GchatdAdmin *self,
   store = gchatd_user_store_new (self->paths->store, error);
   ok = store != NULL && change_store (store, context, kind, name, password, &params, error);
   g_clear_object (&store);
+  if (ok && kind == CHANGE_REMOVE)
+    ok = drop_mailbox (self, context, name, error);
   g_main_context_pop_thread_default (context);
 
   return ok;

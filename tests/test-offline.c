@@ -313,6 +313,51 @@ test_account_deleted (void)
   test_client_ping (bob);
 }
 
+/* The same while gchatd is stopped: gchatctl works on the files and drops the box too, so a
+ * new account of that name never reads the old account's mail. */
+static void
+test_account_deleted_offline (void)
+{
+  g_autoptr(TestDaemon) d = test_daemon_new (NULL);
+  g_autoptr(TestClient) alice = NULL;
+  g_autoptr(TestClient) bob = NULL;
+  g_autoptr(GchatMessage) users = NULL;
+  g_autoptr(GchatMessage) message = NULL;
+  g_autofree char *err = NULL;
+  g_autofree char *box = NULL;
+
+  if (d == NULL)
+    return;
+  if (g_getenv ("GCHATCTL") == NULL)
+    {
+      g_test_skip ("GCHATCTL is not set");
+      return;
+    }
+  make_offline_user (d, "bob");
+  alice = sign_up (d, "alice");
+  post_ok (alice, "bob", 1, TEXT);
+  g_clear_pointer (&alice, test_client_free);
+  test_daemon_stop (d, SIGTERM);
+  box = g_build_filename (d->dir, "mail", "bob.json", NULL);
+  g_assert_true (g_file_test (box, G_FILE_TEST_EXISTS));
+
+  g_assert_cmpint (test_run_gchatctl (NULL, &err, "--config", d->config_path, "deluser", "bob",
+                                      NULL), ==, 0);
+  g_assert_false (g_file_test (box, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (test_run_gchatctl (TEST_PASSWORD, &err, "--config", d->config_path, "adduser",
+                                      "bob", NULL), ==, 0);
+  test_daemon_start (d);
+  bob = test_client_log_in (d->port, "auth", "bob", TEST_PASSWORD);
+  /* The ping's answer comes first: no mail was waiting to be pushed before it. */
+  test_client_ping (bob);
+  while ((message = test_client_pop_message (bob)) != NULL)
+    {
+      g_assert_cmpint (gchat_message_get_message_type (message), !=, GCHAT_MESSAGE_MAIL);
+      g_clear_pointer (&message, gchat_message_unref);
+    }
+}
+
 /* A text that is not UTF-8, or holds a NUL, breaks the protocol: `bad-message`, then the
  * connection closes, and nothing is held. */
 static void
@@ -437,6 +482,7 @@ main (int   argc,
   g_test_add_func ("/offline/refused", test_refused);
   g_test_add_func ("/offline/bad-text", test_bad_text);
   g_test_add_func ("/offline/account-deleted", test_account_deleted);
+  g_test_add_func ("/offline/account-deleted-offline", test_account_deleted_offline);
   g_test_add_func ("/offline/full-by-count", test_full_by_count);
   g_test_add_func ("/offline/full-by-size", test_full_by_size);
 

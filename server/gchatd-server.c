@@ -215,6 +215,16 @@ load_or_create_key (const GchatdPaths  *paths,
   key = gchat_rsa_key_load_private (paths->private_key, error);
   if (key == NULL)
     return NULL;
+  /* The hello carries the public key and must fit the handshake's frame (PROTOCOL.md §3): a
+   * key outside 2048–4096 bits would fail every connection, so refuse it at once. */
+  if (gchat_rsa_key_get_bits (key) < 2048 || gchat_rsa_key_get_bits (key) > 4096)
+    {
+      g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
+                   _("The key in “%s” has %u bits; gchatd needs an RSA key of 2048 to 4096 bits. "
+                     "Move it away to have a new one made, or point server_privateKey to another"),
+                   paths->private_key, gchat_rsa_key_get_bits (key));
+      return NULL;
+    }
   /* Clients need the public half: write it again when someone deleted it. */
   if (!g_file_test (paths->public_key, G_FILE_TEST_EXISTS)
       && !gchat_rsa_key_save_public (key, paths->public_key, error))

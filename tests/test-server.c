@@ -741,6 +741,49 @@ test_daemon (void)
 
 /* The issue's "done when": gchatd starts with no configuration at all (built-in defaults, a
  * fresh key in $XDG_DATA_HOME/gchatd, port 10000), gchatctl adds an account, and it logs in. */
+/* A key too large for the hello (PROTOCOL.md §3) would fail every connection: gchatd refuses
+ * to start with it and says what to do. */
+static void
+test_oversized_key (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *key_path = NULL;
+  g_autofree char *config_path = NULL;
+  g_autofree char *config = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(GSubprocess) openssl = NULL;
+  g_autoptr(GSubprocess) daemon = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (g_getenv ("GCHATD") == NULL || !g_file_test ("/usr/bin/openssl", G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_test_skip ("GCHATD is not set or openssl is missing");
+      return;
+    }
+  dir = gchat_test_make_dir ("gchatd-big-key");
+  key_path = g_build_filename (dir, "server.pem", NULL);
+  openssl = g_subprocess_new (G_SUBPROCESS_FLAGS_STDERR_SILENCE, &error, "/usr/bin/openssl",
+                              "genrsa", "-traditional", "-out", key_path, "4608", NULL);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_wait_check (openssl, NULL, &error));
+  g_assert_no_errno (g_chmod (key_path, 0600));
+  config = g_strdup_printf ("server_address: 127.0.0.1\nserver_port: %u\n"
+                            "server_privateKey: server.pem\nserver_certificate: server-public.pem\n"
+                            "data_base: users.json\n", test_find_free_port ());
+  config_path = g_build_filename (dir, "gchatd.yaml", NULL);
+  g_assert_true (g_file_set_contents (config_path, config, -1, NULL));
+
+  daemon = test_spawn_gchatd (G_SUBPROCESS_FLAGS_STDERR_PIPE, &error, "--config", config_path,
+                              NULL);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (daemon, NULL, NULL, NULL, &err, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_subprocess_get_successful (daemon));
+  g_assert_nonnull (strstr (err, "4608 bits"));
+  g_assert_nonnull (strstr (err, "2048 to 4096"));
+  gchat_test_remove_tree (dir);
+}
+
 static void
 test_no_config (void)
 {
@@ -837,6 +880,7 @@ main (int   argc,
   g_test_add_func ("/gchatd/daemon", test_daemon);
   /* Last: it swaps the pinned server key. */
   g_test_add_func ("/gchatd/no-config", test_no_config);
+  g_test_add_func ("/gchatd/oversized-key", test_oversized_key);
 
   status = g_test_run ();
   test_server_key_set (NULL);

@@ -33,6 +33,7 @@ typedef enum {
 
 /* A request waiting for its answer, by its `id`. */
 typedef struct {
+  gint64              id;        /* the key in GchatClient.requests */
   GchatRequestKind    kind;
   GTask              *task;      /* LIST from gchat_client_list_async(), or NULL */
   char               *peer;      /* TALK */

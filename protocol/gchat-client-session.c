@@ -40,13 +40,12 @@ gchat_client_new_request (GchatClient      *self,
                           GchatRequestKind  kind)
 {
   GchatRequest *request = g_new0 (GchatRequest, 1);
-  gint64 *key = g_new (gint64, 1);
   gint64 id = self->next_request_id;
 
   self->next_request_id = id >= G_MAXINT32 ? 1 : id + 1;
+  request->id = id;
   request->kind = kind;
-  *key = id;
-  g_hash_table_insert (self->requests, key, request);
+  g_hash_table_insert (self->requests, &request->id, request);
   return id;
 }
 

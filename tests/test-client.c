@@ -668,6 +668,8 @@ int
 main (int   argc,
       char *argv[])
 {
+  int status;
+
   g_test_init (&argc, &argv, NULL);
   gchat_crypto_init (NULL);
 
@@ -682,5 +684,7 @@ main (int   argc,
   g_test_add_func ("/client/wrong-password", test_wrong_password);
   g_test_add_func ("/client/server-key-pinning", test_server_key_pinning);
 
-  return g_test_run ();
+  status = g_test_run ();
+  gchat_crypto_shutdown ();
+  return status;
 }

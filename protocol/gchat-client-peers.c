@@ -1003,3 +1003,22 @@ gchat_client_peers_flush_to_mailbox (GchatClient *self)
     n += peer_to_mailbox (value);
   return n;
 }
+
+/* The account logged out or was logged out for good: every conversation ends, and each message
+ * not yet handed on is reported failed. */
+void
+gchat_client_peers_end (GchatClient *self,
+                        const char  *reason)
+{
+  g_autoptr(GList) pending = NULL;
+
+  gchat_client_peers_clear (self);
+  g_clear_pointer (&self->peer_socket, gchat_peer_socket_free);
+  g_ptr_array_set_size (self->early, 0);
+  g_queue_clear (&self->outbox);
+  pending = g_hash_table_get_values (self->messages);
+  for (GList *l = pending; l != NULL; l = l->next)
+    message_fail (self, l->data,
+                  g_error_new (GCHAT_CLIENT_ERROR, GCHAT_CLIENT_ERROR_NOT_LOGGED_IN,
+                               _("Not sent: %s"), reason));
+}

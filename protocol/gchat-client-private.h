@@ -171,6 +171,8 @@ void     gchat_client_peers_talk_done  (GchatClient        *self,
                                         GchatRequest       *request,
                                         GchatMessage       *result);
 guint    gchat_client_peers_flush_to_mailbox (GchatClient  *self);
+void     gchat_client_peers_end        (GchatClient        *self,
+                                        const char         *reason);
 guint    gchat_client_peers_n_posting  (GchatClient        *self);
 
 G_END_DECLS

@@ -19,6 +19,8 @@
 #define PING_CHECK_S      5
 /* How long log-out waits for messages being posted to the server. */
 #define LOGOUT_FLUSH_MS   5000
+/* The most names one online list may have. */
+#define LIST_MAX_NAMES    (1000 * 1000)
 
 static void connect_start (GchatClient *self);
 
@@ -147,6 +149,8 @@ static void
 schedule_reconnect (GchatClient *self,
                     guint        delay_s,
                     const char  *reason);
+static void give_up (GchatClient *self,
+                     const char  *reason);
 
 /* The session ended without us asking: retry if we were logged in, else report. */
 static void
@@ -161,7 +165,7 @@ session_lost (GchatClient  *self,
     {
       g_autoptr(GTask) task = g_steal_pointer (&self->logout_task);
 
-      gchat_client_set_state (self, GCHAT_CLIENT_STATE_OFFLINE, _("Logged out"));
+      give_up (self, _("Logged out"));
       g_task_return_boolean (task, TRUE);
       return;
     }
@@ -193,6 +197,9 @@ give_up (GchatClient *self,
   gchat_client_forget_password (self);
   self->logged_in_once = FALSE;
   gchat_online_users_clear (self->online);
+  /* The session is over: what was not handed on fails visibly rather than vanish. */
+  gchat_client_peers_end (self, reason);
+  gchat_client_set_user (self, NULL);
   gchat_client_set_state (self, GCHAT_CLIENT_STATE_OFFLINE, reason);
 }
 
@@ -677,7 +684,9 @@ users_received (GchatClient  *self,
     self->list_names = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; names[i] != NULL; i++)
     g_ptr_array_add (self->list_names, g_strdup (names[i]));
-  if (gchat_message_get_bool (users, "more"))
+  /* A server that never ends its list must not grow it for ever: a server holds at most about
+   * 20,000 sessions (one per open file), so anything far beyond is broken. */
+  if (gchat_message_get_bool (users, "more") && self->list_names->len < LIST_MAX_NAMES)
     return;
 
   g_ptr_array_add (self->list_names, NULL);

@@ -115,7 +115,8 @@ message_fail (GchatClient     *self,
 }
 
 /* Our ids are microseconds since 1970, made unique: they stay unique across restarts (unless
- * the clock goes back) and fit the 2^53 of a JSON number. */
+ * the clock goes back), and stay below 2^53, the integers a JSON reader in any language keeps
+ * exactly. */
 static guint64
 new_message_id (GchatClient *self)
 {

@@ -17,12 +17,10 @@
 /* The ids last received whole, repeated in the room left in ack datagrams, so that one lost
  * ack costs no retransmission while traffic flows. */
 #define RECENT_ACKS      GCHAT_CONVERSATION_MAX_IN_FLIGHT
-/* Fast retransmission: after this many acks of later messages, and no sooner than this (µs)
- * after the last transmission. */
-#define FAST_RETRANSMIT_ACKS    3
+/* Fast retransmission: after this many acks of messages transmitted later. */
+#define FAST_RETRANSMIT_ACKS    2
 /* Transmissions of a message before its timeout starts doubling. */
 #define RTO_STEADY_TRANSMISSIONS 3
-#define FAST_RETRANSMIT_MIN_GAP (20 * 1000)
 
 typedef struct {
   guint64    msg_id;

@@ -43,7 +43,8 @@ typedef enum {
 #define GCHAT_DATAGRAM_MAX_FRAGMENTS 64
 #define GCHAT_DATAGRAM_MAX_TEXT      65536
 /* A message id is epoch:u32 || number:u32 (§7.2): the sender picks a random epoch other than
- * 0 each time it starts, and numbers its messages 1, 2, … within it. */
+ * 0 each time it starts (below 2^31, so that an id fits a signed 64-bit `msg_id`, §7.6), and
+ * numbers its messages 1, 2, … within it. */
 #define GCHAT_DATAGRAM_MSG_ID(epoch, number) (((guint64) (epoch) << 32) | (guint32) (number))
 #define GCHAT_DATAGRAM_MSG_EPOCH(msg_id)      ((guint32) ((msg_id) >> 32))
 #define GCHAT_DATAGRAM_MSG_NUMBER(msg_id)     ((guint32) ((msg_id) & G_MAXUINT32))

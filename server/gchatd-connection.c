@@ -525,8 +525,8 @@ receipt_message_new (GchatdMailReceipt *receipt)
   return message;
 }
 
-/* Held records come from files: one the protocol cannot carry (a msg_id past 2^53, an empty
- * text) is skipped with a note rather than treated as a bug of ours. */
+/* Held records come from files: one the protocol cannot carry (a field past its limit in the
+ * schema, an empty text) is skipped with a note rather than treated as a bug of ours. */
 static void
 send_held_message (GchatdConnection *self,
                    GchatMessage     *message)

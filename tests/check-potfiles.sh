@@ -5,7 +5,8 @@ set -eu
 top="$1"
 cd "$top"
 status=0
-for f in $(grep -l -E '_ ?\("|N_ ?\("|translatable="yes"' protocol/*.c server/*.c gui/*.c gui/*.ui 2>/dev/null); do
+for f in $(grep -l -E '_ ?\("|N_ ?\("|translatable="yes"' protocol/*.c protocol/*/*.c server/*.c gui/*.c gui/*/*.c gui/*.ui gui/*/*.ui \
+    2>/dev/null); do
   if ! grep -qx "$f" po/POTFILES; then
     echo "po/POTFILES lacks $f, which has strings marked for translation"
     status=1

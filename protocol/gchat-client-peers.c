@@ -346,7 +346,8 @@ route (GchatClient     *self,
   GchatPeer *peer;
   g_autoptr(GError) error = NULL;
 
-  if (self->state != GCHAT_CLIENT_STATE_ONLINE)
+  /* Until the online list is in, whether the peer is online is not known. */
+  if (self->state != GCHAT_CLIENT_STATE_ONLINE || self->awaiting_list)
     {
       g_queue_push_tail (&self->outbox, message);
       return;
@@ -940,13 +941,16 @@ void
 gchat_client_peers_logged_in (GchatClient *self,
                               guint32      endpoint_id)
 {
-  GQueue waiting = G_QUEUE_INIT;
+  register_endpoint (self, endpoint_id);
+}
+
+/* What waited for a session and its online list goes now. */
+void
+gchat_client_peers_flush_outbox (GchatClient *self)
+{
+  GQueue waiting = self->outbox;
   GchatOutMessage *message;
 
-  register_endpoint (self, endpoint_id);
-  /* What waited for a session goes now; the online list comes right after the result, so
-   * messages to peers who are online wait for it (a `list` answer is the next message). */
-  waiting = self->outbox;
   g_queue_init (&self->outbox);
   while ((message = g_queue_pop_head (&waiting)) != NULL)
     route (self, message);

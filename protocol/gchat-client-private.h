@@ -90,6 +90,7 @@ struct _GchatClient
   char               *login_user;
   char               *password;       /* wiped at log-out */
   gboolean            logged_in_once; /* a dropped session is then taken up again */
+  gboolean            awaiting_list;  /* logged in, the first online list not in yet */
   guint               reconnect_source;
   guint               reconnect_delay_s;
   guint               ping_source;
@@ -156,6 +157,7 @@ void     gchat_early_datagram_free     (gpointer            early);
 void     gchat_client_peers_clear      (GchatClient        *self);
 void     gchat_client_peers_logged_in  (GchatClient        *self,
                                         guint32             endpoint_id);
+void     gchat_client_peers_flush_outbox (GchatClient      *self);
 void     gchat_client_peers_session_lost (GchatClient      *self);
 void     gchat_client_peers_user_left  (GchatClient        *self,
                                         const char         *user);

@@ -134,6 +134,7 @@ gchat_client_drop_session (GchatClient *self)
     }
   g_hash_table_remove_all (self->requests);
   g_clear_pointer (&self->list_names, g_ptr_array_unref);
+  self->awaiting_list = FALSE;
 }
 
 static void
@@ -460,6 +461,7 @@ login_succeeded (GchatClient  *self,
   self->reconnect_delay_s = RECONNECT_FIRST_S;
   self->retry_after = 0;
   self->ping_source = g_timeout_add_seconds (PING_CHECK_S, ping_cb, self);
+  self->awaiting_list = TRUE;
   request_list (self, NULL);
   gchat_client_set_state (self, GCHAT_CLIENT_STATE_ONLINE, NULL);
   gchat_client_peers_logged_in (self, (guint32) gchat_message_get_int (result, "endpoint_id"));
@@ -705,6 +707,11 @@ users_received (GchatClient  *self,
         gchat_client_peers_user_left (self, name);
     }
   gchat_online_users_set_all (self->online, (const char * const *) all);
+  if (self->awaiting_list)
+    {
+      self->awaiting_list = FALSE;
+      gchat_client_peers_flush_outbox (self);
+    }
   if (request != NULL && request->task != NULL)
     {
       g_autoptr(GTask) task = g_steal_pointer (&request->task);

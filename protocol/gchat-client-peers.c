@@ -367,6 +367,7 @@ route (GchatClient     *self,
       return;
     }
   g_hash_table_insert (peer->by_conv_id, &message->conv_id, message);
+  message->relayed = g_get_monotonic_time () < peer->relay_until;
   if (!gchat_conversation_has_key (peer->conversation))
     peer_ask_key (peer);
   peer_poll (peer);
@@ -532,6 +533,9 @@ conversation_delivered_cb (GchatConversation *conversation,
   if (message == NULL)
     return;
   g_hash_table_remove (peer->by_conv_id, &msg_id);
+  /* Sent while the relay was in use, or acknowledged through it: the relay carried it. */
+  if (self->input_path == GCHAT_CLIENT_PATH_RELAY)
+    message->relayed = TRUE;
   if (!message->relayed)
     peer->relay_hold = RELAY_HOLD_FIRST_US;
   message_finish (self, message, GCHAT_DELIVERY_DELIVERED,

@@ -89,6 +89,10 @@ struct _GchatClient
   gboolean            login_is_sign;
   char               *login_user;
   char               *password;       /* wiped at log-out */
+  GBytes             *resume_ticket;  /* PROTOCOL.md §3.5: only in memory, wiped at log-out */
+  guint8             *resume_secret;  /* GCHAT_RESUME_SECRET_SIZE bytes, or NULL */
+  gint64              resume_expires; /* Unix seconds */
+  gboolean            resuming;       /* this session resumes: its `result` has not come */
   gboolean            logged_in_once; /* a dropped session is then taken up again */
   gboolean            awaiting_list;  /* logged in, the first online list not in yet */
   guint               reconnect_source;

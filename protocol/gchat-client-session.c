@@ -10,6 +10,7 @@
 
 #include "gchat-client-private.h"
 #include "gchat-crypto.h"
+#include "gchat-handshake.h"
 #include "gchat-known-servers.h"
 
 #define RECONNECT_FIRST_S 1
@@ -58,6 +59,15 @@ gchat_client_send_message (GchatClient  *self,
   return self->session != NULL && gchat_session_send (self->session, message);
 }
 
+static void
+forget_ticket (GchatClient *self)
+{
+  g_clear_pointer (&self->resume_ticket, g_bytes_unref);
+  g_clear_pointer (&self->resume_secret, gchat_wiped_buffer_free);
+  self->resume_expires = 0;
+}
+
+/* The resumption ticket goes with the password: both only let this process log in again. */
 void
 gchat_client_forget_password (GchatClient *self)
 {
@@ -66,6 +76,33 @@ gchat_client_forget_password (GchatClient *self)
       gchat_memzero (self->password, strlen (self->password));
       g_clear_pointer (&self->password, g_free);
     }
+  forget_ticket (self);
+}
+
+/* Keeps the ticket of a successful log-in, for the next reconnection. */
+static void
+keep_ticket (GchatClient  *self,
+             GchatMessage *result)
+{
+  GBytes *ticket = gchat_message_get_bytes (result, "resume");
+  GBytes *secret = gchat_message_get_bytes (result, "resume_secret");
+
+  forget_ticket (self);
+  if (ticket == NULL || secret == NULL || !gchat_message_has_field (result, "resume_expires"))
+    return;
+  self->resume_ticket = g_bytes_ref (ticket);
+  self->resume_secret = gchat_wiped_buffer_new (GCHAT_RESUME_SECRET_SIZE);
+  memcpy (self->resume_secret, g_bytes_get_data (secret, NULL), GCHAT_RESUME_SECRET_SIZE);
+  self->resume_expires = gchat_message_get_int (result, "resume_expires");
+}
+
+/* Whether the next connection resumes: only a reconnection, never the user's own log-in, and
+ * only with a ticket that has a minute left. */
+static gboolean
+can_resume (GchatClient *self)
+{
+  return self->login_task == NULL && self->resume_ticket != NULL
+         && self->resume_expires - 60 > g_get_real_time () / G_USEC_PER_SEC;
 }
 
 /* Errors for people */
@@ -135,6 +172,7 @@ gchat_client_drop_session (GchatClient *self)
   g_hash_table_remove_all (self->requests);
   g_clear_pointer (&self->list_names, g_ptr_array_unref);
   self->awaiting_list = FALSE;
+  self->resuming = FALSE;
 }
 
 static void
@@ -391,14 +429,18 @@ connected_cb (GObject      *source,
   g_autoptr(GchatClient) self = user_data;
   g_autoptr(GchatSession) session = NULL;
   g_autoptr(GError) error = NULL;
+  gboolean resume;
 
   session = gchat_session_connect_finish (result, &error);
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
   g_clear_object (&self->connect_cancellable);
+  resume = can_resume (self);
   if (session == NULL
       || !server_key_trusted (self, gchat_session_get_server_key (session), &error)
-      || !gchat_session_start (session, gchat_session_get_server_key (session), &error))
+      || !(resume ? gchat_session_start_resume (session, gchat_session_get_server_key (session),
+                                                self->resume_ticket, self->resume_secret, &error)
+                  : gchat_session_start (session, gchat_session_get_server_key (session), &error)))
     {
       if (session != NULL)
         gchat_session_close (session);
@@ -408,7 +450,26 @@ connected_cb (GObject      *source,
   self->session = g_steal_pointer (&session);
   g_signal_connect (self->session, "message", G_CALLBACK (session_message_cb), self);
   g_signal_connect (self->session, "closed", G_CALLBACK (session_closed_cb), self);
-  send_login (self);
+  /* A resumption logs in by the handshake itself: the server answers `result` "resume". */
+  self->resuming = resume;
+  if (!resume)
+    send_login (self);
+}
+
+/* The server would not resume (or closed before it answered): the ticket is spent, and the
+ * password logs in at once, as before resumption existed. */
+static void
+resume_refused (GchatClient *self,
+                const char  *why)
+{
+  g_debug ("Session resumption refused (%s); logging in with the password", why);
+  self->resuming = FALSE;
+  forget_ticket (self);
+  gchat_client_drop_session (self);
+  if (self->password != NULL)
+    connect_start (self);
+  else
+    give_up (self, why);
 }
 
 static void
@@ -456,6 +517,7 @@ login_succeeded (GchatClient  *self,
 
   gchat_client_set_user (self, user != NULL ? user : self->login_user);
   self->logged_in_once = TRUE;
+  keep_ticket (self, result);
   /* The account exists now: logging in again after a drop is an `auth`. */
   self->login_is_sign = FALSE;
   self->reconnect_delay_s = RECONNECT_FIRST_S;
@@ -771,6 +833,15 @@ result_received (GchatClient  *self,
   gint64 id = gchat_message_get_int (result, "id");
   GchatRequest *request;
 
+  if (self->resuming && g_strcmp0 (gchat_message_get_string (result, "request"), "resume") == 0)
+    {
+      self->resuming = FALSE;
+      if (gchat_message_get_bool (result, "ok"))
+        login_succeeded (self, result);
+      else
+        resume_refused (self, gchat_message_get_string (result, "code"));
+      return;
+    }
   if (!gchat_message_has_field (result, "id")
       || (request = g_hash_table_lookup (self->requests, &id)) == NULL)
     return;
@@ -798,7 +869,7 @@ session_message_cb (GchatSession *session,
                     GchatMessage *message,
                     GchatClient  *self)
 {
-  g_autoptr(GchatClient) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(GchatClient) hold = g_object_ref (self);
 
   switch (gchat_message_get_message_type (message))
     {
@@ -839,8 +910,13 @@ session_closed_cb (GchatSession *session,
                    const GError *why,
                    GchatClient  *self)
 {
-  g_autoptr(GchatClient) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(GchatClient) hold = g_object_ref (self);
 
+  if (self->resuming)
+    {
+      resume_refused (self, why != NULL ? why->message : "closed");
+      return;
+    }
   if (self->login_task != NULL && why != NULL)
     {
       attempt_failed (self, g_error_copy (why));

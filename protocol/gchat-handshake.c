@@ -16,12 +16,40 @@
 #define LABEL_SERVER_SEND "gchat v1 server to client"
 #define LABEL_EXPORTER    "gchat v1 exporter"
 #define LABEL_EXPORT      "gchat v1 export "
+#define LABEL_RESUME_TRANSCRIPT  "gchat v1 resume transcript"
+#define LABEL_RESUME_BINDER      "gchat v1 resume binder"
+#define LABEL_RESUME_CLIENT_SEND "gchat v1 resume client to server"
+#define LABEL_RESUME_SERVER_SEND "gchat v1 resume server to client"
+#define LABEL_RESUME_EXPORTER    "gchat v1 resume exporter"
+#define LABEL_TICKET             "gchat v1 ticket"
 
 #define CLIENT_KEY_FIXED_SIZE (GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_X25519_SIZE + 2)
+/* The resumption message: magic, version, client_eph, ticket_len, ticket, binder. */
+#define RESUME_FIXED_SIZE (CLIENT_KEY_FIXED_SIZE + GCHAT_SHA256_SIZE)
+#define TICKET_NONCE_SIZE GCHAT_AEAD_NONCE_SIZE
+#define TICKET_PLAIN_MAX  (1 + GCHAT_TICKET_USER_MAX + 8 + 8 + GCHAT_TICKET_ACCOUNT_SIZE + \
+                           GCHAT_RESUME_SECRET_SIZE)
+
+/* The labels of one kind of handshake: the full one, or a resumption. */
+typedef struct {
+  const char *transcript;
+  const char *client_send;
+  const char *server_send;
+  const char *exporter;
+} Labels;
+
+static const Labels full_labels = {
+  LABEL_TRANSCRIPT, LABEL_CLIENT_SEND, LABEL_SERVER_SEND, LABEL_EXPORTER,
+};
+static const Labels resume_labels = {
+  LABEL_RESUME_TRANSCRIPT, LABEL_RESUME_CLIENT_SEND, LABEL_RESUME_SERVER_SEND,
+  LABEL_RESUME_EXPORTER,
+};
 
 typedef enum {
   STATE_START,
   STATE_WAIT_CLIENT_KEY,
+  STATE_WAIT_SECRET,     /* server: a resumption message came, its ticket is being opened */
   STATE_DONE,
   STATE_FAILED,
 } State;
@@ -36,6 +64,10 @@ struct _GchatHandshake
   GchatChannel      *channel;
   guint8             transcript_hash[GCHAT_SHA256_SIZE];
   guint8             exporter[GCHAT_SHA256_SIZE];
+  gboolean           resumption;
+  GBytes            *ticket;        /* client: to send; server: as received */
+  guint8             resume_secret[GCHAT_RESUME_SECRET_SIZE];
+  GBytes            *resume_msg;    /* server: the resumption message, until finished */
 };
 
 G_DEFINE_QUARK (gchat-handshake-error-quark, gchat_handshake_error)
@@ -69,6 +101,26 @@ gchat_handshake_new_client (GchatRsaKey *server_public_key)
   return handshake_new (GCHAT_HANDSHAKE_ROLE_CLIENT, server_public_key);
 }
 
+GchatHandshake *
+gchat_handshake_new_client_resume (GchatRsaKey  *server_public_key,
+                                   GBytes       *ticket,
+                                   const guint8 *secret)
+{
+  GchatHandshake *self;
+
+  g_return_val_if_fail (GCHAT_IS_RSA_KEY (server_public_key), NULL);
+  g_return_val_if_fail (ticket != NULL, NULL);
+  g_return_val_if_fail (g_bytes_get_size (ticket) >= GCHAT_TICKET_MIN_SIZE &&
+                        g_bytes_get_size (ticket) <= GCHAT_TICKET_MAX_SIZE, NULL);
+  g_return_val_if_fail (secret != NULL, NULL);
+
+  self = handshake_new (GCHAT_HANDSHAKE_ROLE_CLIENT, server_public_key);
+  self->resumption = TRUE;
+  self->ticket = g_bytes_ref (ticket);
+  memcpy (self->resume_secret, secret, GCHAT_RESUME_SECRET_SIZE);
+  return self;
+}
+
 void
 gchat_handshake_free (GchatHandshake *self)
 {
@@ -76,6 +128,9 @@ gchat_handshake_free (GchatHandshake *self)
     return;
   gchat_memzero (self->secret, sizeof self->secret);
   gchat_memzero (self->exporter, sizeof self->exporter);
+  gchat_memzero (self->resume_secret, sizeof self->resume_secret);
+  g_clear_pointer (&self->ticket, g_bytes_unref);
+  g_clear_pointer (&self->resume_msg, g_bytes_unref);
   g_clear_object (&self->server_key);
   g_clear_pointer (&self->hello, g_bytes_unref);
   g_clear_pointer (&self->channel, gchat_channel_free);
@@ -88,6 +143,7 @@ failed (GchatHandshake *self)
 {
   self->state = STATE_FAILED;
   gchat_memzero (self->secret, sizeof self->secret);
+  gchat_memzero (self->resume_secret, sizeof self->resume_secret);
   return FALSE;
 }
 
@@ -194,8 +250,9 @@ gchat_handshake_hello_get_server_key (GBytes  *hello,
   return g_steal_pointer (&key);
 }
 
-/* Derives the two direction keys from K, the X25519 secret and the transcript, and makes the
- * channel. @client_key is the whole client key message; the hello is in self->hello. */
+/* Derives the two direction keys from K (or the resumption secret), the X25519 secret and the
+ * transcript, and makes the channel. @client_key is the whole client message; the hello is in
+ * self->hello. */
 static gboolean
 derive_channel (GchatHandshake  *self,
                 const guint8    *k,
@@ -203,6 +260,7 @@ derive_channel (GchatHandshake  *self,
                 GBytes          *client_key,
                 GError         **error)
 {
+  const Labels *labels = self->resumption ? &resume_labels : &full_labels;
   guint8 fingerprint[GCHAT_SHA256_SIZE];
   guint8 ikm[GCHAT_KEY_SIZE + GCHAT_X25519_SIZE];
   guint8 prk[GCHAT_SHA256_SIZE];
@@ -222,18 +280,18 @@ derive_channel (GchatHandshake  *self,
    * replayed or spliced message leads to different keys and the first frame fails. */
   gchat_rsa_key_get_fingerprint_digest (self->server_key, fingerprint);
   gchat_sha256_parts (self->transcript_hash,
-                      (const guint8 *) LABEL_TRANSCRIPT, strlen (LABEL_TRANSCRIPT),
+                      (const guint8 *) labels->transcript, strlen (labels->transcript),
                       fingerprint, sizeof fingerprint,
                       hello, hello_len,
                       key_msg, client_key_len,
                       NULL);
   gchat_hkdf_extract (self->transcript_hash, sizeof self->transcript_hash, ikm, sizeof ikm, prk);
-  ok = gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) LABEL_CLIENT_SEND,
-                          strlen (LABEL_CLIENT_SEND), client_send, sizeof client_send, error) &&
-       gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) LABEL_SERVER_SEND,
-                          strlen (LABEL_SERVER_SEND), server_send, sizeof server_send, error) &&
-       gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) LABEL_EXPORTER,
-                          strlen (LABEL_EXPORTER), self->exporter, sizeof self->exporter, error);
+  ok = gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) labels->client_send,
+                          strlen (labels->client_send), client_send, sizeof client_send, error) &&
+       gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) labels->server_send,
+                          strlen (labels->server_send), server_send, sizeof server_send, error) &&
+       gchat_hkdf_expand (prk, sizeof prk, (const guint8 *) labels->exporter,
+                          strlen (labels->exporter), self->exporter, sizeof self->exporter, error);
   if (ok)
     {
       if (self->role == GCHAT_HANDSHAKE_ROLE_CLIENT)
@@ -248,6 +306,7 @@ derive_channel (GchatHandshake  *self,
   gchat_memzero (client_send, sizeof client_send);
   gchat_memzero (server_send, sizeof server_send);
   gchat_memzero (self->secret, sizeof self->secret);
+  gchat_memzero (self->resume_secret, sizeof self->resume_secret);
   self->state = ok ? STATE_DONE : STATE_FAILED;
   return ok;
 }
@@ -396,6 +455,304 @@ server_finish (GchatHandshake  *self,
   return ok;
 }
 
+/* Resumption (PROTOCOL.md §3.5) */
+
+/* The binder: HMAC-SHA256(secret, SHA-256(label || fingerprint || hello || message without its
+ * binder)). It proves the client holds the ticket's secret before the server does anything
+ * for the ticket's user, and ties it to this connection's hello, so it cannot be replayed. */
+static void
+compute_binder (GchatHandshake *self,
+                const guint8   *secret,
+                const guint8   *msg,
+                gsize           len_without_binder,
+                guint8          binder[GCHAT_SHA256_SIZE])
+{
+  guint8 fingerprint[GCHAT_SHA256_SIZE];
+  guint8 digest[GCHAT_SHA256_SIZE];
+  gsize hello_len;
+  const guint8 *hello = g_bytes_get_data (self->hello, &hello_len);
+
+  gchat_rsa_key_get_fingerprint_digest (self->server_key, fingerprint);
+  gchat_sha256_parts (digest,
+                      (const guint8 *) LABEL_RESUME_BINDER, strlen (LABEL_RESUME_BINDER),
+                      fingerprint, sizeof fingerprint,
+                      hello, hello_len,
+                      msg, len_without_binder,
+                      NULL);
+  gchat_hmac_sha256 (secret, GCHAT_RESUME_SECRET_SIZE, digest, sizeof digest, binder);
+}
+
+/* Client, only step of a resumption: check the hello, answer with the ticket, our X25519 key
+ * and the binder, and derive from the resumption secret instead of a wrapped K. */
+static gboolean
+client_answer_resume (GchatHandshake  *self,
+                      GBytes          *input,
+                      GBytes         **output,
+                      GError         **error)
+{
+  const guint8 *hello = g_bytes_get_data (input, NULL);
+  const guint8 *server_public;
+  gsize ticket_len = g_bytes_get_size (self->ticket);
+  guint8 public_key[GCHAT_X25519_SIZE];
+  guint8 binder[GCHAT_SHA256_SIZE];
+  guint8 version = GCHAT_PROTOCOL_VERSION;
+  guint8 len_be[2] = { (guint8) (ticket_len >> 8), (guint8) ticket_len };
+  g_autoptr(GBytes) message = NULL;
+  GByteArray *msg;
+  guint8 secret[GCHAT_RESUME_SECRET_SIZE];
+  gboolean ok;
+
+  if (!client_check_hello (self, input, error))
+    return FALSE;
+  self->hello = g_bytes_ref (input);
+  server_public = hello + GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_HANDSHAKE_CHALLENGE_SIZE;
+  if (!gchat_x25519_keypair (self->secret, public_key, error))
+    return failed (self);
+
+  msg = g_byte_array_sized_new (RESUME_FIXED_SIZE + ticket_len);
+  g_byte_array_append (msg, (const guint8 *) GCHAT_HANDSHAKE_RESUME_MAGIC,
+                       GCHAT_HANDSHAKE_MAGIC_SIZE);
+  g_byte_array_append (msg, &version, 1);
+  g_byte_array_append (msg, public_key, sizeof public_key);
+  g_byte_array_append (msg, len_be, sizeof len_be);
+  g_byte_array_append (msg, g_bytes_get_data (self->ticket, NULL), ticket_len);
+  compute_binder (self, self->resume_secret, msg->data, msg->len, binder);
+  g_byte_array_append (msg, binder, sizeof binder);
+  message = g_byte_array_free_to_bytes (msg);
+
+  /* derive_channel wipes the handshake's copy of the secret. */
+  memcpy (secret, self->resume_secret, sizeof secret);
+  ok = derive_channel (self, secret, server_public, message, error);
+  gchat_memzero (secret, sizeof secret);
+  if (ok)
+    *output = g_steal_pointer (&message);
+  return ok;
+}
+
+gboolean
+gchat_handshake_is_resume_message (GBytes *client_message)
+{
+  gsize len;
+  const guint8 *data;
+
+  g_return_val_if_fail (client_message != NULL, FALSE);
+
+  data = g_bytes_get_data (client_message, &len);
+  return len >= GCHAT_HANDSHAKE_MAGIC_SIZE &&
+         memcmp (data, GCHAT_HANDSHAKE_RESUME_MAGIC, GCHAT_HANDSHAKE_MAGIC_SIZE) == 0;
+}
+
+/* Server: a resumption message is checked for its layout only; the ticket is the caller's to
+ * open, and gchat_handshake_server_resume() finishes. */
+static gboolean
+server_accept_resume (GchatHandshake  *self,
+                      GBytes          *input,
+                      GError         **error)
+{
+  gsize len, ticket_len;
+  const guint8 *msg = g_bytes_get_data (input, &len);
+
+  if (len < RESUME_FIXED_SIZE)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                 _("The client’s resumption message is too short"));
+  if (msg[GCHAT_HANDSHAKE_MAGIC_SIZE] != GCHAT_PROTOCOL_VERSION)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_VERSION,
+                 _("The client speaks another version of the gchat protocol"));
+  ticket_len = ((gsize) msg[CLIENT_KEY_FIXED_SIZE - 2] << 8) | msg[CLIENT_KEY_FIXED_SIZE - 1];
+  if (ticket_len < GCHAT_TICKET_MIN_SIZE || ticket_len > GCHAT_TICKET_MAX_SIZE ||
+      len != RESUME_FIXED_SIZE + ticket_len)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_MALFORMED,
+                 _("The client’s resumption message has the wrong size"));
+  self->resumption = TRUE;
+  self->resume_msg = g_bytes_ref (input);
+  self->ticket = g_bytes_new (msg + CLIENT_KEY_FIXED_SIZE, ticket_len);
+  self->state = STATE_WAIT_SECRET;
+  return TRUE;
+}
+
+gboolean
+gchat_handshake_is_resumption (GchatHandshake *self)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  return self->resumption;
+}
+
+GBytes *
+gchat_handshake_get_ticket (GchatHandshake *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return self->ticket;
+}
+
+gboolean
+gchat_handshake_server_resume (GchatHandshake  *self,
+                               const guint8    *secret,
+                               GError         **error)
+{
+  gsize len;
+  const guint8 *msg;
+  guint8 binder[GCHAT_SHA256_SIZE];
+  gboolean equal;
+  g_autoptr(GBytes) message = NULL;
+
+  g_return_val_if_fail (self != NULL && secret != NULL, FALSE);
+
+  if (self->role != GCHAT_HANDSHAKE_ROLE_SERVER || self->state != STATE_WAIT_SECRET)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_STATE,
+                 _("A handshake message arrived out of turn"));
+  message = g_steal_pointer (&self->resume_msg);
+  msg = g_bytes_get_data (message, &len);
+  compute_binder (self, secret, msg, len - GCHAT_SHA256_SIZE, binder);
+  equal = gchat_constant_time_equal (binder, msg + len - GCHAT_SHA256_SIZE, sizeof binder);
+  if (!equal)
+    return fail (self, error, GCHAT_HANDSHAKE_ERROR_TICKET,
+                 _("The client does not hold the secret of its resumption ticket"));
+  return derive_channel (self, secret, msg + GCHAT_HANDSHAKE_MAGIC_SIZE + 1, message, error);
+}
+
+/* Tickets */
+
+static GchatAead *
+ticket_aead (const guint8  *key,
+             GError       **error)
+{
+  if (!gchat_crypto_init (error))
+    return NULL;
+  return gchat_aead_new (key, error);
+}
+
+static void
+put_u64 (guint8  *p,
+         guint64  value)
+{
+  for (int i = 7; i >= 0; i--, value >>= 8)
+    p[i] = (guint8) value;
+}
+
+static guint64
+get_u64 (const guint8 *p)
+{
+  guint64 value = 0;
+
+  for (int i = 0; i < 8; i++)
+    value = (value << 8) | p[i];
+  return value;
+}
+
+GBytes *
+gchat_ticket_seal (const guint8       *key,
+                   guint8              key_id,
+                   const GchatTicket  *ticket,
+                   GError            **error)
+{
+  g_autoptr(GchatAead) aead = NULL;
+  gsize user_len, plain_len, total;
+  guint8 plain[TICKET_PLAIN_MAX];
+  guint8 aad[sizeof LABEL_TICKET];
+  guint8 *out, *p;
+
+  g_return_val_if_fail (key != NULL && ticket != NULL, NULL);
+  user_len = strnlen (ticket->user, sizeof ticket->user);
+  g_return_val_if_fail (user_len >= 1 && user_len <= GCHAT_TICKET_USER_MAX, NULL);
+
+  if ((aead = ticket_aead (key, error)) == NULL)
+    return NULL;
+  p = plain;
+  *p++ = (guint8) user_len;
+  memcpy (p, ticket->user, user_len), p += user_len;
+  put_u64 (p, (guint64) ticket->issued), p += 8;
+  put_u64 (p, (guint64) ticket->expires), p += 8;
+  memcpy (p, ticket->account, GCHAT_TICKET_ACCOUNT_SIZE), p += GCHAT_TICKET_ACCOUNT_SIZE;
+  memcpy (p, ticket->secret, GCHAT_RESUME_SECRET_SIZE), p += GCHAT_RESUME_SECRET_SIZE;
+  plain_len = p - plain;
+
+  total = 1 + TICKET_NONCE_SIZE + plain_len + GCHAT_AEAD_TAG_SIZE;
+  out = g_malloc (total);
+  out[0] = key_id;
+  gchat_random_bytes (out + 1, TICKET_NONCE_SIZE);
+  memcpy (aad, LABEL_TICKET, strlen (LABEL_TICKET));
+  aad[strlen (LABEL_TICKET)] = key_id;
+  if (!gchat_aead_seal (aead, out + 1, aad, sizeof aad, plain, plain_len,
+                        out + 1 + TICKET_NONCE_SIZE, error))
+    {
+      gchat_memzero (plain, sizeof plain);
+      g_free (out);
+      return NULL;
+    }
+  gchat_memzero (plain, sizeof plain);
+  return g_bytes_new_take (out, total);
+}
+
+static gboolean
+ticket_refuse (GchatTicket  *ticket,
+               GError      **error,
+               const char   *message)
+{
+  gchat_memzero (ticket, sizeof *ticket);
+  g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET, message);
+  return FALSE;
+}
+
+/* Reads the opened ticket's fields; FALSE when the layout is not ours. */
+static gboolean
+ticket_parse (const guint8 *plain,
+              gsize         len,
+              GchatTicket  *ticket)
+{
+  gsize user_len = plain[0];
+
+  if (user_len < 1 || user_len > GCHAT_TICKET_USER_MAX ||
+      len != 1 + user_len + 8 + 8 + GCHAT_TICKET_ACCOUNT_SIZE + GCHAT_RESUME_SECRET_SIZE ||
+      memchr (plain + 1, '\0', user_len) != NULL)
+    return FALSE;
+  memcpy (ticket->user, plain + 1, user_len);
+  ticket->user[user_len] = '\0';
+  plain += 1 + user_len;
+  ticket->issued = (gint64) get_u64 (plain);
+  ticket->expires = (gint64) get_u64 (plain + 8);
+  memcpy (ticket->account, plain + 16, GCHAT_TICKET_ACCOUNT_SIZE);
+  memcpy (ticket->secret, plain + 16 + GCHAT_TICKET_ACCOUNT_SIZE, GCHAT_RESUME_SECRET_SIZE);
+  return TRUE;
+}
+
+gboolean
+gchat_ticket_open (const guint8  *key,
+                   guint8         key_id,
+                   GBytes        *sealed,
+                   gint64         now,
+                   GchatTicket   *ticket,
+                   GError       **error)
+{
+  g_autoptr(GchatAead) aead = NULL;
+  guint8 plain[TICKET_PLAIN_MAX];
+  guint8 aad[sizeof LABEL_TICKET];
+  gsize len, plain_len;
+  const guint8 *data;
+  gboolean ok;
+
+  g_return_val_if_fail (key != NULL && sealed != NULL && ticket != NULL, FALSE);
+
+  memset (ticket, 0, sizeof *ticket);
+  data = g_bytes_get_data (sealed, &len);
+  if (len < GCHAT_TICKET_MIN_SIZE || len > 1 + TICKET_NONCE_SIZE + TICKET_PLAIN_MAX +
+      GCHAT_AEAD_TAG_SIZE || data[0] != key_id)
+    return ticket_refuse (ticket, error, _("The resumption ticket was not issued here"));
+  if ((aead = ticket_aead (key, error)) == NULL)
+    return FALSE;
+  plain_len = len - 1 - TICKET_NONCE_SIZE - GCHAT_AEAD_TAG_SIZE;
+  memcpy (aad, LABEL_TICKET, strlen (LABEL_TICKET));
+  aad[strlen (LABEL_TICKET)] = key_id;
+  ok = gchat_aead_open (aead, data + 1, aad, sizeof aad, data + 1 + TICKET_NONCE_SIZE,
+                        len - 1 - TICKET_NONCE_SIZE, plain, NULL) &&
+       ticket_parse (plain, plain_len, ticket);
+  gchat_memzero (plain, sizeof plain);
+  if (!ok)
+    return ticket_refuse (ticket, error, _("The resumption ticket was not issued here"));
+  if (now >= ticket->expires || ticket->issued > ticket->expires)
+    return ticket_refuse (ticket, error, _("The resumption ticket has expired"));
+  return TRUE;
+}
+
 gboolean
 gchat_handshake_step (GchatHandshake  *self,
                       GBytes          *input,
@@ -412,9 +769,11 @@ gchat_handshake_step (GchatHandshake  *self,
     return server_start (self, output, error);
   if (self->role == GCHAT_HANDSHAKE_ROLE_SERVER && self->state == STATE_WAIT_CLIENT_KEY &&
       input != NULL)
-    return server_finish (self, input, error);
+    return gchat_handshake_is_resume_message (input) ? server_accept_resume (self, input, error)
+                                                      : server_finish (self, input, error);
   if (self->role == GCHAT_HANDSHAKE_ROLE_CLIENT && self->state == STATE_START && input != NULL)
-    return client_answer (self, input, output, error);
+    return self->resumption ? client_answer_resume (self, input, output, error)
+                            : client_answer (self, input, output, error);
 
   return fail (self, error, GCHAT_HANDSHAKE_ERROR_STATE,
                _("A handshake message arrived out of turn"));

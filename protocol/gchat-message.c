@@ -9,6 +9,7 @@
 #include <json-glib/json-glib.h>
 
 #include "gchat-crypto.h"
+#include "gchat-handshake.h"
 #include "gchat-json.h"
 #include "gchat-message.h"
 
@@ -118,6 +119,11 @@ static const FieldSpec result_fields[] = {
   USER_FIELD (OPTIONAL),
   FIELD_INT ("endpoint_id", OPTIONAL, 1, G_MAXUINT32),
   FIELD_INT ("mail_id", OPTIONAL, 0, MAX_SAFE_INTEGER),
+  /* In a successful answer to `sign`, `auth` or `resume` (PROTOCOL.md §3.5): a resumption
+   * ticket, its secret and when it expires. */
+  FIELD_BYTES ("resume", OPTIONAL, GCHAT_TICKET_MIN_SIZE, GCHAT_TICKET_MAX_SIZE),
+  FIELD_BYTES ("resume_secret", OPTIONAL, GCHAT_RESUME_SECRET_SIZE, GCHAT_RESUME_SECRET_SIZE),
+  FIELD_INT ("resume_expires", OPTIONAL, 0, MAX_SAFE_INTEGER),
 };
 
 static const FieldSpec users_fields[] = {

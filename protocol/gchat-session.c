@@ -117,7 +117,7 @@ static void
 session_fail (GchatSession *self,
               const GError *why)
 {
-  g_autoptr(GchatSession) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(GchatSession) hold = g_object_ref (self);
 
   if (self->closed)
     return;
@@ -422,18 +422,14 @@ queue_bytes (GchatSession *self,
   write_next (self);
 }
 
-gboolean
-gchat_session_start (GchatSession  *self,
-                     GchatRsaKey   *trusted_key,
-                     GError       **error)
+/* Runs the client's only handshake step and starts reading sealed messages. */
+static gboolean
+session_start_with (GchatSession    *self,
+                    GchatHandshake  *handshake,
+                    GError         **error)
 {
-  g_autoptr(GchatHandshake) handshake = NULL;
   g_autoptr(GBytes) client_key = NULL;
   GBytes *frame;
-
-  g_return_val_if_fail (GCHAT_IS_SESSION (self), FALSE);
-  g_return_val_if_fail (GCHAT_IS_RSA_KEY (trusted_key), FALSE);
-  g_return_val_if_fail (!self->started && self->hello != NULL, FALSE);
 
   if (self->closed)
     {
@@ -441,7 +437,6 @@ gchat_session_start (GchatSession  *self,
                            _("The connection to the server ended"));
       return FALSE;
     }
-  handshake = gchat_handshake_new_client (trusted_key);
   if (!gchat_handshake_step (handshake, self->hello, &client_key, error)
       || !gchat_handshake_export (handshake, "endpoint", self->endpoint_key,
                                   sizeof self->endpoint_key, error)
@@ -458,6 +453,39 @@ gchat_session_start (GchatSession  *self,
   queue_bytes (self, frame);
   read_next (self);
   return TRUE;
+}
+
+gboolean
+gchat_session_start (GchatSession  *self,
+                     GchatRsaKey   *trusted_key,
+                     GError       **error)
+{
+  g_autoptr(GchatHandshake) handshake = NULL;
+
+  g_return_val_if_fail (GCHAT_IS_SESSION (self), FALSE);
+  g_return_val_if_fail (GCHAT_IS_RSA_KEY (trusted_key), FALSE);
+  g_return_val_if_fail (!self->started && self->hello != NULL, FALSE);
+
+  handshake = gchat_handshake_new_client (trusted_key);
+  return session_start_with (self, handshake, error);
+}
+
+gboolean
+gchat_session_start_resume (GchatSession  *self,
+                            GchatRsaKey   *trusted_key,
+                            GBytes        *ticket,
+                            const guint8  *secret,
+                            GError       **error)
+{
+  g_autoptr(GchatHandshake) handshake = NULL;
+
+  g_return_val_if_fail (GCHAT_IS_SESSION (self), FALSE);
+  g_return_val_if_fail (GCHAT_IS_RSA_KEY (trusted_key), FALSE);
+  g_return_val_if_fail (ticket != NULL && secret != NULL, FALSE);
+  g_return_val_if_fail (!self->started && self->hello != NULL, FALSE);
+
+  handshake = gchat_handshake_new_client_resume (trusted_key, ticket, secret);
+  return session_start_with (self, handshake, error);
 }
 
 const guint8 *

@@ -41,6 +41,15 @@ gboolean      gchat_session_start           (GchatSession         *self,
                                              GchatRsaKey          *trusted_key,
                                              GError              **error);
 
+/* The same, resuming with @ticket and its @secret (GCHAT_RESUME_SECRET_SIZE bytes) instead of
+ * the full handshake (PROTOCOL.md §3.5). The server answers with a `result` for "resume", or
+ * closes without a word when it cannot open the ticket. */
+gboolean      gchat_session_start_resume    (GchatSession         *self,
+                                             GchatRsaKey          *trusted_key,
+                                             GBytes               *ticket,
+                                             const guint8         *secret,
+                                             GError              **error);
+
 /* The 32-byte "endpoint" export of the handshake (PROTOCOL.md §7.5), once started. */
 const guint8 *gchat_session_get_endpoint_key (GchatSession        *self);
 

@@ -95,6 +95,20 @@ run_deluser (GchatdAdmin *admin,
 }
 
 static int
+run_revoke (GchatdAdmin *admin,
+            const char  *name)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!gchatd_admin_revoke_tickets (admin, name, &error))
+    return fail (error);
+
+  g_print (_("Revoked the resumption tickets of “%s”: its next reconnection needs the "
+             "password\n"), name);
+  return EXIT_SUCCESS;
+}
+
+static int
 run_users (GchatdAdmin *admin,
            const char  *unused)
 {
@@ -140,6 +154,7 @@ static const Command commands[] = {
   { "adduser", TRUE, run_adduser },
   { "passwd", TRUE, run_passwd },
   { "deluser", TRUE, run_deluser },
+  { "revoke", TRUE, run_revoke },
   { "users", FALSE, run_users },
   { "fingerprint", FALSE, run_fingerprint },
 };
@@ -220,6 +235,7 @@ main (int   argc,
                "  adduser NAME   Add an account; asks for its password\n"
                "  passwd NAME    Set a new password for an account\n"
                "  deluser NAME   Delete an account and end its session\n"
+               "  revoke NAME    Refuse the account’s session resumption tickets so far\n"
                "  users          List the accounts\n"
                "  fingerprint    Show the server key’s fingerprint\n"
                "\n"

@@ -24,6 +24,7 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
+#include "gchat-file.h"
 #include "gchat-json.h"
 #include "gchat-rsa-key.h"
 #include "gchatd-admin.h"
@@ -93,6 +94,8 @@ gchatd_paths_resolve (GchatConfig *config)
   paths->public_key = path_or_default (gchat_config_get_server_certificate (config),
                                        paths->data_dir, "server-public.pem");
   paths->mail_dir = g_build_filename (paths->data_dir, "mail", NULL);
+  paths->ticket_key = g_build_filename (paths->data_dir, "ticket-key", NULL);
+  paths->revocations = g_build_filename (paths->data_dir, "ticket-revocations.json", NULL);
   paths->control_socket = control_socket_path (paths, data_base != NULL);
 
   return paths;
@@ -110,6 +113,8 @@ gchatd_paths_free (GchatdPaths *paths)
   g_free (paths->private_key);
   g_free (paths->public_key);
   g_free (paths->mail_dir);
+  g_free (paths->ticket_key);
+  g_free (paths->revocations);
   g_free (paths->control_socket);
   g_free (paths);
 }
@@ -202,6 +207,150 @@ gchatd_store_lock_release (GchatdStoreLock *lock)
   /* Closing the only descriptor of the open file releases the flock. */
   close (lock->fd);
   g_free (lock);
+}
+
+/* Ticket revocations -------------------------------------------------------------------------- */
+
+/* Far more than the names a full store can have, each with its time. */
+#define REVOCATIONS_MAX_SIZE (32 * 1024 * 1024)
+
+static GHashTable *
+revocations_new (void)
+{
+  return g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+}
+
+static gboolean
+revocations_corrupt (const char  *path,
+                     const char  *why,
+                     GError     **error)
+{
+  g_set_error (error, GCHATD_ADMIN_ERROR, GCHATD_ADMIN_ERROR_IO,
+               _("The ticket revocations in “%s” cannot be read (%s); restore the file or "
+                 "delete it, which makes revoked tickets valid again"), path, why);
+  return FALSE;
+}
+
+/* Fills @table from the parsed file; FALSE when it is not what gchatd writes. */
+static gboolean
+revocations_parse (JsonNode   *root,
+                   GHashTable *table)
+{
+  JsonObject *object = JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+  JsonNode *node = object != NULL ? json_object_get_member (object, "not_before") : NULL;
+  JsonObjectIter iter;
+  const char *name;
+  JsonNode *value;
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)
+      || json_object_get_int_member_with_default (object, "version", 0) != 1)
+    return FALSE;
+  json_object_iter_init (&iter, json_node_get_object (node));
+  while (json_object_iter_next (&iter, &name, &value))
+    {
+      gint64 *time;
+
+      if (!JSON_NODE_HOLDS_VALUE (value) || json_node_get_value_type (value) != G_TYPE_INT64
+          || !gchatd_user_name_validate (name, NULL))
+        return FALSE;
+      time = g_new (gint64, 1);
+      *time = json_node_get_int (value);
+      g_hash_table_insert (table, g_ascii_strdown (name, -1), time);
+    }
+  return TRUE;
+}
+
+GHashTable *
+gchatd_revocations_load (const char  *path,
+                         GError     **error)
+{
+  g_autoptr(GHashTable) table = revocations_new ();
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *contents = NULL;
+  gsize len = 0;
+  int fd;
+  gboolean ok;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0 && errno == ENOENT)
+    return g_steal_pointer (&table);
+  if (fd < 0)
+    {
+      revocations_corrupt (path, g_strerror (errno), error);
+      return NULL;
+    }
+  ok = gchat_file_read_fd (fd, REVOCATIONS_MAX_SIZE, &contents, &len, &local_error);
+  close (fd);
+  if (!ok)
+    {
+      revocations_corrupt (path, local_error->message, error);
+      return NULL;
+    }
+  if (!json_parser_load_from_data (parser, contents, len, &local_error))
+    {
+      revocations_corrupt (path, local_error->message, error);
+      return NULL;
+    }
+  if (!revocations_parse (json_parser_get_root (parser), table))
+    {
+      revocations_corrupt (path, _("not a list of revocations"), error);
+      return NULL;
+    }
+  return g_steal_pointer (&table);
+}
+
+gboolean
+gchatd_revocations_add (const char  *path,
+                        GHashTable  *revocations,
+                        const char  *name,
+                        gint64       now,
+                        gint64       lifetime_s,
+                        GError     **error)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *text = NULL;
+  gint64 *time = g_new (gint64, 1);
+  GHashTableIter iter;
+  gpointer key, value;
+  gsize len;
+
+  g_return_val_if_fail (path != NULL && revocations != NULL && name != NULL, FALSE);
+
+  *time = now;
+  g_hash_table_insert (revocations, g_ascii_strdown (name, -1), time);
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "version");
+  json_builder_add_int_value (builder, 1);
+  json_builder_set_member_name (builder, "not_before");
+  json_builder_begin_object (builder);
+  g_hash_table_iter_init (&iter, revocations);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      if (*(gint64 *) value < now - lifetime_s)
+        {
+          g_hash_table_iter_remove (&iter);
+          continue;
+        }
+      json_builder_set_member_name (builder, key);
+      json_builder_add_int_value (builder, *(gint64 *) value);
+    }
+  json_builder_end_object (builder);
+  json_builder_end_object (builder);
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  text = json_generator_to_data (generator, &len);
+  if (gchat_file_replace (path, text, len, 0600, &local_error))
+    return TRUE;
+  g_set_error (error, GCHATD_ADMIN_ERROR, GCHATD_ADMIN_ERROR_IO,
+               _("Could not save the ticket revocations in “%s”: %s"), path,
+               local_error->message);
+  return FALSE;
 }
 
 /* Control protocol error codes ---------------------------------------------------------------- */
@@ -738,6 +887,7 @@ typedef enum {
   CHANGE_ADD,
   CHANGE_REPLACE,
   CHANGE_REMOVE,
+  CHANGE_REVOKE,
 } ChangeKind;
 
 static void
@@ -876,6 +1026,33 @@ drop_mailbox (GchatdAdmin  *self,
   return TRUE;
 }
 
+/* With no gchatd running, under the store lock: the account must exist. */
+static gboolean
+revoke_in_files (GchatdAdmin  *self,
+                 const char   *name,
+                 GError      **error)
+{
+  g_autoptr (GchatdUserStore) store = gchatd_user_store_new (self->paths->store, error);
+  g_autoptr (GchatdUserRecord) record = NULL;
+  g_autoptr (GHashTable) revocations = NULL;
+
+  if (store == NULL)
+    return FALSE;
+  record = gchatd_user_store_lookup (store, name);
+  if (record == NULL)
+    {
+      g_set_error (error, GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_UNKNOWN_USER,
+                   _("There is no account “%s”"), name);
+      return FALSE;
+    }
+  revocations = gchatd_revocations_load (self->paths->revocations, error);
+  return revocations != NULL
+         && gchatd_revocations_add (self->paths->revocations, revocations,
+                                    gchatd_user_record_get_name (record),
+                                    g_get_real_time () / G_USEC_PER_SEC,
+                                    GCHATD_TICKET_LIFETIME_S, error);
+}
+
 static gboolean
 change_files (GchatdAdmin *self,
               ChangeKind   kind,
@@ -905,6 +1082,8 @@ change_files (GchatdAdmin *self,
       return FALSE;
     }
 
+  if (kind == CHANGE_REVOKE)
+    return revoke_in_files (self, name, error);
   gchat_config_get_argon2_params (self->config, &params);
   context = g_main_context_new ();
   g_main_context_push_thread_default (context);
@@ -927,7 +1106,7 @@ run_change (GchatdAdmin *self,
             const char  *password,
             GError     **error)
 {
-  static const char * const command_names[] = { "adduser", "passwd", "deluser" };
+  static const char * const command_names[] = { "adduser", "passwd", "deluser", "revoke" };
   g_autoptr (JsonObject) request = NULL;
   g_autoptr (GPtrArray) answers = NULL;
   g_autoptr (GError) local_error = NULL;
@@ -984,6 +1163,17 @@ gchatd_admin_delete_user (GchatdAdmin *self,
   g_return_val_if_fail (name != NULL, FALSE);
 
   return run_change (self, CHANGE_REMOVE, name, NULL, error);
+}
+
+gboolean
+gchatd_admin_revoke_tickets (GchatdAdmin *self,
+                             const char  *name,
+                             GError     **error)
+{
+  g_return_val_if_fail (GCHATD_IS_ADMIN (self), FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  return run_change (self, CHANGE_REVOKE, name, NULL, error);
 }
 
 /* Sends a read-only request; NULL with no error when no gchatd answers. */

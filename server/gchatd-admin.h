@@ -34,6 +34,8 @@ typedef struct {
   char *private_key;    /* server_privateKey, else <data_dir>/server-private.pem */
   char *public_key;     /* server_certificate, else <data_dir>/server-public.pem */
   char *mail_dir;       /* <data_dir>/mail: the mailboxes of offline users (GchatdMailbox) */
+  char *ticket_key;     /* <data_dir>/ticket-key: seals resumption tickets (PROTOCOL.md §3.5) */
+  char *revocations;    /* <data_dir>/ticket-revocations.json: see gchatd_revocations_load() */
   /* With $XDG_RUNTIME_DIR set (absolute): $XDG_RUNTIME_DIR/gchatd/control, or, when the
    * configuration sets data_base, $XDG_RUNTIME_DIR/gchatd/control-<16 hex digits of the
    * SHA-256 of the store path>, so that gchatds with other databases never share a socket.
@@ -66,6 +68,27 @@ GchatdStoreLock *gchatd_store_lock_acquire   (const char       *store_path,
 void             gchatd_store_lock_release   (GchatdStoreLock  *lock);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (GchatdStoreLock, gchatd_store_lock_release)
+
+/* Ticket revocations -------------------------------------------------------------------------- */
+
+/* How long a resumption ticket is valid. */
+#define GCHATD_TICKET_LIFETIME_S (24 * 60 * 60)
+
+/* `gchatctl revoke USER` refuses every resumption ticket issued to USER up to now. The file is
+ * {"version":1,"not_before":{"bob":1700000000,…}}: case-folded names and Unix seconds, 0600.
+ * Loads @path into a table of folded name → gint64 * (a missing file is an empty table); a
+ * file that is not valid fails with GCHATD_ADMIN_ERROR_IO, so no revoked ticket comes back. */
+GHashTable  *gchatd_revocations_load         (const char   *path,
+                                              GError      **error);
+/* Sets @name's time to @now in @revocations, drops entries older than @lifetime_s (no ticket
+ * issued before them is still valid anyway, so the file stays small) and saves the file.
+ * Blocking. On failure the table still holds the new entry. */
+gboolean     gchatd_revocations_add          (const char   *path,
+                                              GHashTable   *revocations,
+                                              const char   *name,
+                                              gint64        now,
+                                              gint64        lifetime_s,
+                                              GError      **error);
 
 /* Control protocol error codes ---------------------------------------------------------------- */
 
@@ -118,6 +141,10 @@ gboolean     gchatd_admin_set_password       (GchatdAdmin  *self,
                                               const char   *password,
                                               GError      **error);
 gboolean     gchatd_admin_delete_user        (GchatdAdmin  *self,
+                                              const char   *name,
+                                              GError      **error);
+/* Refuses every resumption ticket of @name issued up to now (its live session stays). */
+gboolean     gchatd_admin_revoke_tickets     (GchatdAdmin  *self,
                                               const char   *name,
                                               GError      **error);
 /* An array of GchatdAdminUser, in sign-up order. */

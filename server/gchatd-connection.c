@@ -716,6 +716,13 @@ message_get_id (GchatMessage *request)
   return gchat_message_has_field (request, "id") ? gchat_message_get_int (request, "id") : -1;
 }
 
+static gboolean
+is_login_request (const char *request)
+{
+  return g_str_equal (request, "sign") || g_str_equal (request, "auth")
+         || g_str_equal (request, "resume");
+}
+
 static void
 send_result (GchatdConnection *self,
              const char       *request,
@@ -738,6 +745,9 @@ send_result (GchatdConnection *self,
     gchat_message_set_string (result, "user", self->user);
   if (code == NULL && self->endpoint_id != 0)
     gchat_message_set_int (result, "endpoint_id", self->endpoint_id);
+  /* Every log-in, resumptions included, gets a fresh ticket for the next reconnection. */
+  if (code == NULL && self->user != NULL && is_login_request (request))
+    gchatd_server_add_ticket (self->server, self->user, result);
   message_set_id (result, id);
   gchatd_connection_send_message (self, result);
 }
@@ -783,7 +793,10 @@ connection_log_in (GchatdConnection *self,
   self->session_serial = next_serial++;
   self->state = GCHATD_CONNECTION_LOGGED_IN;
   gchat_frame_decoder_set_max_payload (self->decoder, GCHAT_FRAME_MAX_PAYLOAD);
-  g_message ("“%s” logged in from %s", user, self->address);
+  if (g_str_equal (request, "resume"))
+    g_message ("“%s” resumed its session from %s", user, self->address);
+  else
+    g_message ("“%s” logged in from %s", user, self->address);
   self->endpoint_id = gchatd_server_register_endpoint (self->server, self);
   send_result (self, request, id, NULL, NULL, 0);
   gchatd_server_session_begin (self->server, self);
@@ -1460,6 +1473,62 @@ handle_client_key (GchatdConnection *self,
   g_task_run_in_thread (task, handshake_step_thread);
 }
 
+/* Resumption (PROTOCOL.md §3.5): no RSA, no Argon2id, so it runs right here on the main loop.
+ * A ticket that does not open, or a client that does not prove its secret, gets no answer: no
+ * keys are shared with it. A valid ticket that is expired or revoked is refused in words. */
+static gboolean
+resume_handshake (GchatdConnection *self,
+                  GBytes           *message,
+                  GchatTicket      *ticket)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) none = NULL;
+
+  if (!gchat_handshake_step (self->handshake, message, &none, &error)
+      || !gchatd_server_open_ticket (self->server, gchat_handshake_get_ticket (self->handshake),
+                                     ticket, &error)
+      || !gchat_handshake_server_resume (self->handshake, ticket->secret, &error)
+      || !gchat_handshake_export (self->handshake, "endpoint", self->endpoint_key,
+                                  sizeof self->endpoint_key, &error))
+    {
+      g_message ("Disconnecting %s: resumption failed: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "resumption failed");
+      return FALSE;
+    }
+  self->channel = gchat_handshake_steal_channel (self->handshake);
+  g_clear_pointer (&self->handshake, gchat_handshake_free);
+  self->state = GCHATD_CONNECTION_AUTHENTICATING;
+  return TRUE;
+}
+
+static void
+handle_resume (GchatdConnection *self,
+               GBytes           *message)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *user = NULL;
+  GchatTicket ticket;
+
+  gchat_frame_decoder_set_max_payload (self->decoder,
+                                       GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD);
+  if (!resume_handshake (self, message, &ticket))
+    {
+      gchat_memzero (&ticket, sizeof ticket);
+      return;
+    }
+  user = gchatd_server_check_ticket (self->server, &ticket, &error);
+  gchat_memzero (&ticket, sizeof ticket);
+  if (user == NULL)
+    {
+      g_message ("Refused a resumption from %s: %s", self->address, error->message);
+      send_result (self, "resume", -1, "resume-refused", error->message, 0);
+      gchatd_connection_close (self, NULL, "resumption refused");
+      return;
+    }
+  gchatd_server_count_resumed (self->server);
+  connection_log_in (self, "resume", -1, user);
+}
+
 /* Reading */
 
 static void
@@ -1471,7 +1540,9 @@ connection_process_frames (GchatdConnection *self)
 
       if (payload == NULL)
         return;
-      if (self->state == GCHATD_CONNECTION_HANDSHAKE)
+      if (self->state == GCHATD_CONNECTION_HANDSHAKE && gchat_handshake_is_resume_message (payload))
+        handle_resume (self, payload);
+      else if (self->state == GCHATD_CONNECTION_HANDSHAKE)
         handle_client_key (self, payload);
       else
         handle_sealed_frame (self, payload);

@@ -35,6 +35,7 @@
  *   {"command":"adduser","user":"bob","password":"…"}   new account (hashed with Argon2id)
  *   {"command":"passwd","user":"bob","password":"…"}    new password for an account
  *   {"command":"deluser","user":"bob"}                  delete it, and drop its live session
+ *   {"command":"revoke","user":"bob"}                   refuse its resumption tickets so far
  *   {"command":"users"}                                 list the accounts
  *   {"command":"fingerprint"}                           the server key's fingerprint
  *
@@ -107,6 +108,7 @@ enum {
 
 enum {
   SIGNAL_USER_DELETED,
+  SIGNAL_REVOKE_TICKETS,
   N_SIGNALS
 };
 
@@ -528,6 +530,40 @@ handle_deluser (Client     *client,
   gchatd_user_store_remove_async (self->store, name, client->cancellable, on_stored, request);
 }
 
+/* The server keeps the revocations (it checks them at every resumption): it saves them in its
+ * "revoke-tickets" handler, which reports a failure in the GError it is given. */
+static void
+handle_revoke (Client     *client,
+               JsonObject *object)
+{
+  GchatdControl *self = client->control;
+  const char *name = json_object_get_string_member (object, "user");
+  g_autoptr (GchatdUserRecord) record = gchatd_user_store_lookup (self->store, name);
+  g_autoptr (JsonObject) answer = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean done = FALSE;
+
+  if (record == NULL)
+    error = g_error_new (GCHATD_USER_STORE_ERROR, GCHATD_USER_STORE_ERROR_UNKNOWN_USER,
+                         _("There is no account “%s”"), name);
+  else
+    g_signal_emit (self, signals[SIGNAL_REVOKE_TICKETS], 0,
+                   gchatd_user_record_get_name (record), &error, &done);
+  if (!done && error == NULL)
+    error = g_error_new_literal (GCHATD_ADMIN_ERROR, GCHATD_ADMIN_ERROR_FAILED,
+                                 _("This gchatd does not keep resumption tickets"));
+  if (error != NULL)
+    {
+      g_message ("Could not revoke the tickets of “%s” for gchatctl: %s", name, error->message);
+      client_answer_error (client, error);
+      return;
+    }
+  g_message ("Revoked the resumption tickets of “%s” (gchatctl)",
+             gchatd_user_record_get_name (record));
+  answer = ok_object ();
+  client_answer_ok (client, answer);
+}
+
 static void
 handle_users (Client     *client,
               JsonObject *object)
@@ -585,6 +621,7 @@ static const Command commands[] = {
   { "adduser", TRUE, TRUE, handle_adduser },
   { "passwd", TRUE, TRUE, handle_passwd },
   { "deluser", TRUE, FALSE, handle_deluser },
+  { "revoke", TRUE, FALSE, handle_revoke },
   { "users", FALSE, FALSE, handle_users },
   { "fingerprint", FALSE, FALSE, handle_fingerprint },
 };
@@ -1117,6 +1154,12 @@ gchatd_control_class_init (GchatdControlClass *klass)
   signals[SIGNAL_USER_DELETED] =
     g_signal_new ("user-deleted", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                   NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+  /* "revoke-tickets" (const char *name, GError **error) → gboolean: whether the handler
+   * revoked them; FALSE with @error set when it could not save that. */
+  signals[SIGNAL_REVOKE_TICKETS] =
+    g_signal_new ("revoke-tickets", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  g_signal_accumulator_first_wins, NULL, NULL, G_TYPE_BOOLEAN, 2,
+                  G_TYPE_STRING, G_TYPE_POINTER);
 }
 
 static void

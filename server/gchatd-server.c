@@ -10,6 +10,7 @@
 #include <glib/gstdio.h>
 
 #include "gchat-crypto.h"
+#include "gchat-file.h"
 #include "gchatd-admin.h"
 #include "gchatd-control.h"
 #include "gchatd-endpoint-listener.h"
@@ -74,6 +75,13 @@ struct _GchatdServer
   guint                 sweep_id;
   guint64               n_relayed;
   guint64               n_relay_dropped;
+
+  /* Session resumption (PROTOCOL.md §3.5) */
+  guint8                ticket_key[GCHAT_TICKET_KEY_SIZE];
+  guint8                ticket_key_id;
+  GHashTable           *revocations; /* folded name → gint64 *, tickets_not_before */
+  guint                 ticket_lifetime_s;
+  guint64               n_resumed;
 };
 
 G_DEFINE_FINAL_TYPE (GchatdServer, gchatd_server, G_TYPE_OBJECT)
@@ -150,6 +158,8 @@ gchatd_server_finalize (GObject *object)
   g_clear_pointer (&self->list_added, g_ptr_array_unref);
   g_clear_pointer (&self->pairs, g_hash_table_unref);
   g_clear_pointer (&self->paths, gchatd_paths_free);
+  g_clear_pointer (&self->revocations, g_hash_table_unref);
+  gchat_memzero (self->ticket_key, sizeof self->ticket_key);
   g_free (self->fingerprint);
 
   G_OBJECT_CLASS (gchatd_server_parent_class)->finalize (object);
@@ -171,6 +181,7 @@ gchatd_server_init (GchatdServer *self)
   self->login_timeout_ms = GCHATD_SERVER_LOGIN_TIMEOUT_MS;
   self->idle_timeout_ms = GCHATD_SERVER_IDLE_TIMEOUT_S * 1000;
   self->presence_batch_ms = GCHATD_SERVER_PRESENCE_BATCH_MS;
+  self->ticket_lifetime_s = GCHATD_SERVER_TICKET_LIFETIME_S;
   /* Key ids start at a random place: a client that outlives a restart of gchatd never gets an
    * id it has used before for the same peer, which it would refuse (its nonces are spent). */
   gchat_random_bytes ((guint8 *) &self->next_key_id, sizeof self->next_key_id);
@@ -230,6 +241,72 @@ load_or_create_key (const GchatdPaths  *paths,
       && !gchat_rsa_key_save_public (key, paths->public_key, error))
     return NULL;
   return g_steal_pointer (&key);
+}
+
+/* The ticket key lives in the data folder, so tickets outlive a restart: a restart with
+ * everyone online then costs no Argon2id at all. Made at the first start. */
+static gboolean
+load_or_create_ticket_key (GchatdServer  *self,
+                           GError       **error)
+{
+  const char *path = self->paths->ticket_key;
+  g_autoptr(GError) local_error = NULL;
+  g_autofree char *contents = NULL;
+  guint8 digest[GCHAT_SHA256_SIZE];
+  gsize len = 0;
+
+  if (g_file_get_contents (path, &contents, &len, &local_error))
+    {
+      if (len != GCHAT_TICKET_KEY_SIZE)
+        {
+          gchat_memzero (contents, len);
+          g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
+                       _("The ticket key “%s” is not %u bytes long; delete it to have a new one "
+                         "made (clients then log in with their passwords once)"),
+                       path, (guint) GCHAT_TICKET_KEY_SIZE);
+          return FALSE;
+        }
+      memcpy (self->ticket_key, contents, len);
+      gchat_memzero (contents, len);
+    }
+  else if (g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+    {
+      gchat_random_bytes (self->ticket_key, sizeof self->ticket_key);
+      g_clear_error (&local_error);
+      if (!gchat_file_replace (path, self->ticket_key, sizeof self->ticket_key, 0600,
+                               &local_error))
+        {
+          g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
+                       _("Could not save the ticket key “%s”: %s"), path, local_error->message);
+          return FALSE;
+        }
+    }
+  else
+    {
+      g_set_error (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY,
+                   _("Could not read the ticket key: %s"), local_error->message);
+      return FALSE;
+    }
+  /* The key id names the key in each ticket, so a ticket of another key is told apart at
+   * once; it is no secret. */
+  gchat_sha256 (self->ticket_key, sizeof self->ticket_key, digest);
+  self->ticket_key_id = digest[0];
+  return TRUE;
+}
+
+static gboolean
+open_tickets (GchatdServer  *self,
+              GError       **error)
+{
+  g_autoptr(GError) local_error = NULL;
+
+  if (!load_or_create_ticket_key (self, error))
+    return FALSE;
+  self->revocations = gchatd_revocations_load (self->paths->revocations, &local_error);
+  if (self->revocations != NULL)
+    return TRUE;
+  g_set_error_literal (error, GCHATD_SERVER_ERROR, GCHATD_SERVER_ERROR_KEY, local_error->message);
+  return FALSE;
 }
 
 /* gchatctl may hold the lock for the moment of an edit: wait a little before giving up. */
@@ -330,7 +407,7 @@ open_state (GchatdServer  *self,
     }
   self->fingerprint = gchat_rsa_key_get_fingerprint (self->key);
   self->store = gchatd_user_store_new (self->paths->store, error);
-  if (self->store == NULL)
+  if (self->store == NULL || !open_tickets (self, error))
     return FALSE;
   return open_mailbox (self, error);
 }
@@ -546,6 +623,14 @@ user_deleted_cb (GchatdServer *self,
   drop_mailbox (self, name);
 }
 
+static gboolean
+revoke_tickets_cb (GchatdServer  *self,
+                   const char    *name,
+                   GError       **error)
+{
+  return gchatd_server_revoke_tickets (self, name, error);
+}
+
 void
 gchatd_server_set_presence_batch (GchatdServer *self,
                                   guint         batch_ms)
@@ -614,6 +699,8 @@ gchatd_server_start (GchatdServer  *self,
   /* The admin's door first: gchatctl goes through it while gchatd runs, so no update is lost. */
   self->control = gchatd_control_new (self->store, self->hasher, &self->params, self->fingerprint);
   g_signal_connect_object (self->control, "user-deleted", G_CALLBACK (user_deleted_cb), self,
+                           G_CONNECT_SWAPPED);
+  g_signal_connect_object (self->control, "revoke-tickets", G_CALLBACK (revoke_tickets_cb), self,
                            G_CONNECT_SWAPPED);
   if (!gchatd_control_start (self->control, self->paths->control_socket, error))
     {
@@ -1434,4 +1521,146 @@ gchatd_server_flush_mailbox (GchatdServer  *self,
   g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
 
   return gchatd_mailbox_flush_sync (self->mailbox, timeout_ms, error);
+}
+
+/* Session resumption */
+
+void
+gchatd_server_set_ticket_lifetime (GchatdServer *self,
+                                   guint         seconds)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  self->ticket_lifetime_s = seconds;
+}
+
+/* Names the account's password record: a new password (new salt) or a new account of the
+ * same name gives another tag, and refuses the tickets issued before. */
+static void
+account_tag (const GchatdUserRecord *record,
+             guint8                  tag[GCHAT_TICKET_ACCOUNT_SIZE])
+{
+  static const char label[] = "gchat v1 ticket account";
+  guint8 digest[GCHAT_SHA256_SIZE];
+
+  gchat_sha256_parts (digest, (const guint8 *) label, strlen (label),
+                      gchatd_user_record_get_salt (record), (gsize) GCHATD_USER_SALT_SIZE,
+                      gchatd_user_record_get_hash (record), (gsize) GCHATD_USER_HASH_SIZE,
+                      NULL);
+  memcpy (tag, digest, GCHAT_TICKET_ACCOUNT_SIZE);
+}
+
+static gint64
+unix_now (void)
+{
+  return g_get_real_time () / G_USEC_PER_SEC;
+}
+
+void
+gchatd_server_add_ticket (GchatdServer *self,
+                          const char   *user,
+                          GchatMessage *result)
+{
+  g_autoptr(GchatdUserRecord) record = NULL;
+  g_autoptr(GBytes) sealed = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatTicket ticket = { 0 };
+
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  g_return_if_fail (user != NULL && result != NULL);
+
+  record = gchatd_user_store_lookup (self->store, user);
+  if (record == NULL)
+    return;
+  g_strlcpy (ticket.user, gchatd_user_record_get_name (record), sizeof ticket.user);
+  ticket.issued = unix_now ();
+  ticket.expires = ticket.issued + self->ticket_lifetime_s;
+  account_tag (record, ticket.account);
+  gchat_random_bytes (ticket.secret, sizeof ticket.secret);
+  sealed = gchat_ticket_seal (self->ticket_key, self->ticket_key_id, &ticket, &error);
+  if (sealed != NULL)
+    {
+      gchat_message_set_bytes (result, "resume", g_bytes_get_data (sealed, NULL),
+                               g_bytes_get_size (sealed));
+      gchat_message_set_bytes (result, "resume_secret", ticket.secret, sizeof ticket.secret);
+      gchat_message_set_int (result, "resume_expires", ticket.expires);
+    }
+  else
+    g_message ("No resumption ticket for “%s”: %s", user, error->message);
+  gchat_memzero (&ticket, sizeof ticket);
+}
+
+gboolean
+gchatd_server_open_ticket (GchatdServer  *self,
+                           GBytes        *ticket,
+                           GchatTicket   *out,
+                           GError       **error)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+
+  /* Expiry is checked by gchatd_server_check_ticket(), so that an expired ticket whose
+   * client proves its secret is answered `resume-refused` rather than dropped. */
+  return gchat_ticket_open (self->ticket_key, self->ticket_key_id, ticket, 0, out, error);
+}
+
+static char *
+ticket_refused (GError     **error,
+                const char  *message)
+{
+  g_set_error_literal (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET, message);
+  return NULL;
+}
+
+char *
+gchatd_server_check_ticket (GchatdServer       *self,
+                            const GchatTicket  *ticket,
+                            GError            **error)
+{
+  g_autoptr(GchatdUserRecord) record = NULL;
+  g_autofree char *folded = NULL;
+  guint8 tag[GCHAT_TICKET_ACCOUNT_SIZE];
+  const gint64 *not_before;
+
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+  g_return_val_if_fail (ticket != NULL, NULL);
+
+  if (unix_now () >= ticket->expires)
+    return ticket_refused (error, _("The resumption ticket has expired"));
+  record = gchatd_user_store_lookup (self->store, ticket->user);
+  if (record == NULL)
+    return ticket_refused (error, _("The ticket’s account no longer exists"));
+  account_tag (record, tag);
+  if (!gchat_constant_time_equal (tag, ticket->account, sizeof tag))
+    return ticket_refused (error, _("The ticket’s account has a new password"));
+  folded = g_ascii_strdown (ticket->user, -1);
+  not_before = g_hash_table_lookup (self->revocations, folded);
+  if (not_before != NULL && ticket->issued <= *not_before)
+    return ticket_refused (error, _("The administrator revoked the ticket"));
+  return g_strdup (gchatd_user_record_get_name (record));
+}
+
+/* Blocking, like every admin change: it is rare, and answered only once durable. */
+gboolean
+gchatd_server_revoke_tickets (GchatdServer  *self,
+                              const char    *user,
+                              GError       **error)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+  g_return_val_if_fail (user != NULL, FALSE);
+
+  return gchatd_revocations_add (self->paths->revocations, self->revocations, user, unix_now (),
+                                 GCHATD_SERVER_TICKET_LIFETIME_S, error);
+}
+
+guint64
+gchatd_server_get_n_resumed (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), 0);
+  return self->n_resumed;
+}
+
+void
+gchatd_server_count_resumed (GchatdServer *self)
+{
+  g_return_if_fail (GCHATD_IS_SERVER (self));
+  self->n_resumed++;
 }

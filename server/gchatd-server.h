@@ -6,7 +6,9 @@
 #include <gio/gio.h>
 
 #include "gchat-config.h"
+#include "gchat-handshake.h"
 #include "gchat-rsa-key.h"
+#include "gchatd-admin.h"
 #include "gchatd-connection.h"
 #include "gchatd-mailbox.h"
 #include "gchatd-password-hasher.h"
@@ -33,6 +35,9 @@ typedef enum {
 #define GCHATD_SERVER_PRESENCE_BATCH_MS 50
 /* How long a pair key is valid. */
 #define GCHATD_SERVER_PAIR_KEY_LIFETIME_S (24 * 60 * 60)
+/* Session resumption (PROTOCOL.md §3.5): how long a ticket is valid. */
+#define GCHATD_SERVER_TICKET_LIFETIME_S GCHATD_TICKET_LIFETIME_S
+
 /* The listen backlog: GIO's default of 10 makes a connection storm crawl. */
 #define GCHATD_SERVER_LISTEN_BACKLOG 4096
 
@@ -137,6 +142,36 @@ void                  gchatd_server_mail_posted   (GchatdServer      *self,
  * online. */
 void                  gchatd_server_mail_delivered (GchatdServer     *self,
                                                    GPtrArray         *removed);
+/* Session resumption (PROTOCOL.md §3.5) */
+
+/* Overrides how long new tickets are valid (for tests). */
+void                  gchatd_server_set_ticket_lifetime (GchatdServer *self,
+                                                   guint              seconds);
+/* Adds a fresh ticket for @user (the stored spelling), its secret and its expiry to @result,
+ * the successful answer to a log-in. Nothing is added when @user has no account. */
+void                  gchatd_server_add_ticket    (GchatdServer      *self,
+                                                   const char        *user,
+                                                   GchatMessage      *result);
+/* Opens @ticket with the server's ticket key. FALSE (GCHAT_HANDSHAKE_ERROR_TICKET) when it was
+ * not issued with this key or was changed: the secret is unknown then. Expiry and revocation
+ * are checked apart, by gchatd_server_check_ticket(), once the binder proved the client. */
+gboolean              gchatd_server_open_ticket   (GchatdServer      *self,
+                                                   GBytes            *ticket,
+                                                   GchatTicket       *out,
+                                                   GError           **error);
+/* The stored name of the ticket's account when the ticket is still valid: not expired, not
+ * revoked, and issued for this very account and password. NULL with @error otherwise. */
+char                 *gchatd_server_check_ticket  (GchatdServer      *self,
+                                                   const GchatTicket *ticket,
+                                                   GError           **error);
+/* Refuses every ticket of @user issued up to now, durably. */
+gboolean              gchatd_server_revoke_tickets (GchatdServer     *self,
+                                                   const char        *user,
+                                                   GError           **error);
+/* Successful resumptions since the start. */
+guint64               gchatd_server_get_n_resumed (GchatdServer      *self);
+void                  gchatd_server_count_resumed (GchatdServer      *self);
+
 /* Flushes the mailbox before an exit; FALSE with @error when it did not finish in time. */
 gboolean              gchatd_server_flush_mailbox (GchatdServer      *self,
                                                    guint              timeout_ms,

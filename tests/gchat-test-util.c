@@ -83,3 +83,50 @@ gchat_test_list_folder (const char *folder)
   g_ptr_array_add (names, NULL);
   return g_strjoinv (" ", (char **) names->pdata);
 }
+
+gboolean
+gchat_test_is_slow (void)
+{
+  return g_strcmp0 (g_getenv ("GCHAT_TEST_SLOW"), "1") == 0;
+}
+
+gint64
+gchat_test_scale_us (gint64 us)
+{
+  return gchat_test_is_slow () ? us * GCHAT_TEST_SLOW_FACTOR : us;
+}
+
+/* The words of GCHAT_TEST_WRAPPER, parsed at the first call and kept for the life of the process,
+ * or NULL when it is unset or empty. */
+static char **
+wrapper_words (void)
+{
+  static char **words = NULL;
+  static gsize parsed = 0;
+
+  if (g_once_init_enter (&parsed))
+    {
+      const char *wrapper = g_getenv ("GCHAT_TEST_WRAPPER");
+      g_autoptr(GError) error = NULL;
+
+      if (wrapper != NULL && *wrapper != '\0')
+        {
+          g_shell_parse_argv (wrapper, NULL, &words, &error);
+          g_assert_no_error (error);
+        }
+      g_once_init_leave (&parsed, 1);
+    }
+  return words;
+}
+
+GPtrArray *
+gchat_test_argv_new (const char *program)
+{
+  GPtrArray *argv = g_ptr_array_new ();
+  char **words = wrapper_words ();
+
+  for (gsize i = 0; words != NULL && words[i] != NULL; i++)
+    g_ptr_array_add (argv, words[i]);
+  g_ptr_array_add (argv, (gpointer) program);
+  return argv;
+}

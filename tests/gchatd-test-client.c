@@ -75,15 +75,19 @@ test_fixture_setup (TestFixture   *f,
   f->server = gchatd_server_new (config, &error);
   g_assert_no_error (error);
   gchatd_server_set_port (f->server, 0);
-  /* A YAML comment sets what the config cannot: an idle deadline shorter than its 10 s floor. */
+  /* A YAML comment sets what the config cannot: an idle deadline shorter than its 10 s floor.
+   * Under valgrind (GCHAT_TEST_SLOW=1) a log-in alone can outlast a short one, and the joins a
+   * presence batch should gather arrive ten times slower, so both are ten times longer. */
   if (data != NULL && strstr (data, "# idle-ms ") != NULL)
     gchatd_server_set_idle_timeout (f->server,
-                                    (guint) g_ascii_strtoull (strstr (data, "# idle-ms ") + 10,
-                                                              NULL, 10));
+                                    (guint) gchat_test_scale_us (
+                                      g_ascii_strtoull (strstr (data, "# idle-ms ") + 10,
+                                                        NULL, 10)));
   if (data != NULL && strstr (data, "# presence-ms ") != NULL)
     gchatd_server_set_presence_batch (f->server,
-                                      (guint) g_ascii_strtoull (strstr (data, "# presence-ms ")
-                                                                + 14, NULL, 10));
+                                      (guint) gchat_test_scale_us (
+                                        g_ascii_strtoull (strstr (data, "# presence-ms ") + 14,
+                                                          NULL, 10)));
   g_assert_true (gchatd_server_start (f->server, &error));
   g_assert_no_error (error);
   f->port = gchatd_server_get_port (f->server);
@@ -251,6 +255,26 @@ test_client_handshake (TestClient *c)
   g_assert_true (gchat_handshake_step (c->handshake, hello, &client_key, &error));
   g_assert_no_error (error);
   c->client_key_frame = frame_of (client_key);
+  test_client_send_raw (c, g_bytes_get_data (c->client_key_frame, NULL),
+                        g_bytes_get_size (c->client_key_frame));
+  c->channel = gchat_handshake_steal_channel (c->handshake);
+}
+
+void
+test_client_resume_handshake (TestClient   *c,
+                              GBytes       *ticket,
+                              const guint8 *secret)
+{
+  g_autoptr(GBytes) hello = test_client_recv_frame (c);
+  g_autoptr(GBytes) message = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (hello);
+  g_clear_pointer (&c->handshake, gchat_handshake_free);
+  c->handshake = gchat_handshake_new_client_resume (test_server_key_get (), ticket, secret);
+  g_assert_true (gchat_handshake_step (c->handshake, hello, &message, &error));
+  g_assert_no_error (error);
+  c->client_key_frame = frame_of (message);
   test_client_send_raw (c, g_bytes_get_data (c->client_key_frame, NULL),
                         g_bytes_get_size (c->client_key_frame));
   c->channel = gchat_handshake_steal_channel (c->handshake);
@@ -509,13 +533,43 @@ test_client_receipt_ack (TestClient *c,
   send_ack (c, GCHAT_MESSAGE_RECEIPT_ACK, "receipt_id", receipt_id);
 }
 
+void
+test_clients_poll (TestClient **clients,
+                   guint        n,
+                   int          timeout_ms)
+{
+  g_autofree GPollFD *fds = g_new0 (GPollFD, MAX (n, 1));
+  guint n_fds = 0;
+
+  for (guint i = 0; i < n; i++)
+    if (!clients[i]->closed)
+      {
+        fds[n_fds].fd = g_socket_get_fd (clients[i]->socket);
+        fds[n_fds++].events = G_IO_IN | G_IO_HUP | G_IO_ERR;
+      }
+  if (n_fds == 0)
+    return;
+  g_poll (fds, n_fds, timeout_ms);
+  for (guint i = 0; i < n; i++)
+    test_client_read_available (clients[i]);
+}
+
 /* The daemon */
 
 TestDaemon *
 test_daemon_new (const char *extra)
 {
+  return test_daemon_new_full (extra, NULL, NULL);
+}
+
+TestDaemon *
+test_daemon_new_full (const char         *extra,
+                      const char         *data_dir,
+                      const char * const *env)
+{
   g_autoptr(GError) error = NULL;
   g_autofree char *key_path = NULL;
+  g_autofree char *store_path = NULL;
   g_autofree char *config = NULL;
   TestDaemon *d;
 
@@ -528,11 +582,16 @@ test_daemon_new (const char *extra)
   d->dir = gchat_test_make_dir ("gchatd-daemon");
   d->config_path = g_build_filename (d->dir, "config.yaml", NULL);
   d->log_path = g_build_filename (d->dir, "gchatd.log", NULL);
-  key_path = g_build_filename (d->dir, "server-private.pem", NULL);
+  d->env = g_strdupv ((char **) env);
+  /* The key lives with the store, where gchatd looks for it by default. */
+  key_path = g_build_filename (data_dir != NULL ? data_dir : d->dir, "server-private.pem", NULL);
+  store_path = data_dir != NULL ? g_build_filename (data_dir, "users.json", NULL)
+                                : g_strdup ("users.json");
   d->port = test_find_free_port ();
   config = g_strdup_printf ("server_address: 127.0.0.1\nserver_port: %u\n"
-                            "data_base: users.json\nargon2_memory_kib: 64\n"
-                            "argon2_iterations: 1\n%s", d->port, extra != NULL ? extra : "");
+                            "data_base: %s\nargon2_memory_kib: 64\n"
+                            "argon2_iterations: 1\n%s", d->port, store_path,
+                            extra != NULL ? extra : "");
   g_assert_true (g_file_set_contents (d->config_path, config, -1, &error));
   g_assert_true (gchat_rsa_key_save_private (test_server_key_get (), key_path, &error));
   test_daemon_start (d);
@@ -543,16 +602,28 @@ void
 test_daemon_start (TestDaemon *d)
 {
   g_autoptr(GSubprocessLauncher) launcher = test_launcher_new (G_SUBPROCESS_FLAGS_STDERR_MERGE);
+  g_autoptr(GPtrArray) argv = NULL;
   g_autoptr(GError) error = NULL;
   gint64 start = g_get_monotonic_time ();
 
   g_assert_null (d->process);
+  for (guint i = 0; d->env != NULL && d->env[i] != NULL; i++)
+    {
+      g_auto(GStrv) pair = g_strsplit (d->env[i], "=", 2);
+
+      g_assert_nonnull (pair[1]);
+      g_subprocess_launcher_setenv (launcher, pair[0], pair[1], TRUE);
+    }
   /* Appended to, so that the log of every run is kept for the test to read; GLib writes debug
    * messages to standard output, the others to standard error. */
   g_subprocess_launcher_take_stdout_fd (launcher, open (d->log_path, O_WRONLY | O_CREAT | O_APPEND,
                                                         0600));
-  d->process = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHATD"), "--verbose",
-                                            "--config", d->config_path, NULL);
+  argv = gchat_test_argv_new (g_getenv ("GCHATD"));
+  g_ptr_array_add (argv, (gpointer) "--verbose");
+  g_ptr_array_add (argv, (gpointer) "--config");
+  g_ptr_array_add (argv, d->config_path);
+  g_ptr_array_add (argv, NULL);
+  d->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
   g_assert_no_error (error);
   while (!test_port_in_use (d->port))
     {
@@ -598,6 +669,7 @@ test_daemon_free (TestDaemon *d)
   g_free (d->dir);
   g_free (d->config_path);
   g_free (d->log_path);
+  g_strfreev (d->env);
   g_free (d);
 }
 
@@ -667,15 +739,14 @@ test_launcher_new (GSubprocessFlags flags)
   return launcher;
 }
 
-/* @argv0, then the arguments in @args up to NULL. */
+/* @argv0 (under GCHAT_TEST_WRAPPER, when set), then the arguments in @args up to NULL. */
 static GPtrArray *
 collect_argv (const char *argv0,
               va_list     args)
 {
-  GPtrArray *argv = g_ptr_array_new ();
+  GPtrArray *argv = gchat_test_argv_new (argv0);
   const char *arg;
 
-  g_ptr_array_add (argv, (gpointer) argv0);
   while ((arg = va_arg (args, const char *)) != NULL)
     g_ptr_array_add (argv, (gpointer) arg);
   g_ptr_array_add (argv, NULL);

@@ -10,12 +10,14 @@
 #include "gchat-handshake.h"
 #include "gchat-message.h"
 #include "gchat-rsa-key.h"
+#include "gchat-test-util.h"
 #include "gchatd-server.h"
 
 G_BEGIN_DECLS
 
-/* No wait in these tests takes longer than this, so none can hang. */
-#define TEST_WAIT_TIMEOUT_US (10 * G_USEC_PER_SEC)
+/* No wait in these tests takes longer than this, so none can hang; ten times that under
+ * valgrind (GCHAT_TEST_SLOW=1). */
+#define TEST_WAIT_TIMEOUT_US (gchat_test_scale_us (10 * G_USEC_PER_SEC))
 #define TEST_PASSWORD "correct horse battery"
 
 /* The server's key pair: made (2048 bits, to start quickly) at the first call. Clients pin its
@@ -67,6 +69,11 @@ void          test_client_read_available (TestClient     *c);
 GBytes       *test_client_recv_frame  (TestClient        *c);
 /* Reads the hello and sends the client key; the channel is usable at once. */
 void          test_client_handshake   (TestClient        *c);
+/* Reads the hello and resumes (PROTOCOL.md §3.5) with @ticket and @secret instead of sending
+ * the client key; the channel is usable at once, and the server's `result` "resume" follows. */
+void          test_client_resume_handshake (TestClient   *c,
+                                       GBytes            *ticket,
+                                       const guint8      *secret);
 void          test_client_send        (TestClient        *c,
                                        GchatMessage      *message);
 /* The next message already read, or NULL. */
@@ -125,6 +132,12 @@ void          test_client_receipt_ack (TestClient        *c,
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TestClient, test_client_free)
 
+/* Waits up to @timeout_ms for any of @clients that is not closed to have something to read,
+ * then reads what each has; pop the messages with test_client_pop_message(). */
+void          test_clients_poll       (TestClient       **clients,
+                                       guint              n,
+                                       int                timeout_ms);
+
 /* Asserts a `result` with the error @code (NULL: success) answering id 42. */
 void          test_assert_result      (GchatMessage      *result,
                                        const char        *code);
@@ -140,11 +153,18 @@ typedef struct {
   char        *log_path;
   guint16      port;
   GSubprocess *process;
+  char       **env;         /* "NAME=value" pairs added to gchatd's environment, or NULL */
 } TestDaemon;
 
 /* Writes the configuration (with @extra, which may be NULL, at its end) and the pinned key,
  * starts gchatd and returns once it listens. NULL, after g_test_skip(), without $GCHATD. */
 TestDaemon   *test_daemon_new         (const char        *extra);
+/* The same, with gchatd's data (store, key, mailboxes) in @data_dir when not NULL: a folder the
+ * caller made and removes, such as a small file system of its own. @env, when not NULL, holds
+ * "NAME=value" strings up to NULL that are added to gchatd's environment at every start. */
+TestDaemon   *test_daemon_new_full    (const char        *extra,
+                                       const char        *data_dir,
+                                       const char * const *env);
 /* Starts it (again) on the same files and port. */
 void          test_daemon_start       (TestDaemon        *d);
 /* Sends @signal_number and waits for the exit; after SIGTERM, gchatd must exit 0. */

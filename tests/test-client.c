@@ -573,6 +573,73 @@ test_offline_across_restart (void)
   WAIT_FOR (alice->received->len == 1, "alice's message");
 }
 
+/* What gchatd logged since @from bytes into its log. */
+static char *
+log_since (TestDaemon *d,
+           gsize       from)
+{
+  g_autofree char *log = test_daemon_dup_log (d);
+
+  return g_strdup (strlen (log) > from ? log + from : "");
+}
+
+static gsize
+log_length (TestDaemon *d)
+{
+  g_autofree char *log = test_daemon_dup_log (d);
+
+  return strlen (log);
+}
+
+/* After a restart of gchatd the clients come back with their resumption tickets: no Argon2id
+ * runs (gchatd logs a resumption, not a log-in). A revoked ticket falls back to the password. */
+static void
+test_resume_after_restart (void)
+{
+  g_autoptr(TestDaemon) d = test_daemon_new (NULL);
+  g_autoptr(Peer) alice = NULL;
+  g_autoptr(Peer) bob = NULL;
+  g_autofree char *log = NULL;
+  g_autofree char *err = NULL;
+  gsize mark;
+
+  if (d == NULL)
+    return;
+  pair_up (d, &alice, &bob);
+  test_daemon_stop (d, SIGTERM);
+  WAIT_FOR (gchat_client_get_state (alice->client) == GCHAT_CLIENT_STATE_RECONNECTING
+            && gchat_client_get_state (bob->client) == GCHAT_CLIENT_STATE_RECONNECTING,
+            "both reconnecting");
+  mark = log_length (d);
+  test_daemon_start (d);
+  WAIT_FOR (gchat_client_get_state (alice->client) == GCHAT_CLIENT_STATE_ONLINE
+            && gchat_client_get_state (bob->client) == GCHAT_CLIENT_STATE_ONLINE
+            && gchat_client_is_online (alice->client, "bob")
+            && gchat_client_is_online (bob->client, "alice"), "each other online again");
+  log = log_since (d, mark);
+  g_assert_nonnull (strstr (log, "“alice” resumed its session from"));
+  g_assert_nonnull (strstr (log, "“bob” resumed its session from"));
+  g_assert_null (strstr (log, "logged in from"));
+
+  /* Revoked: the next reconnection is refused its ticket and logs in with the password. */
+  g_assert_cmpint (test_run_gchatctl (NULL, &err, "--config", d->config_path, "revoke", "alice",
+                                      NULL), ==, 0);
+  test_daemon_stop (d, SIGTERM);
+  WAIT_FOR (gchat_client_get_state (alice->client) == GCHAT_CLIENT_STATE_RECONNECTING,
+            "alice reconnecting");
+  mark = log_length (d);
+  test_daemon_start (d);
+  WAIT_FOR (gchat_client_get_state (alice->client) == GCHAT_CLIENT_STATE_ONLINE
+            && gchat_client_get_state (bob->client) == GCHAT_CLIENT_STATE_ONLINE
+            && gchat_client_is_online (alice->client, "bob")
+            && gchat_client_is_online (bob->client, "alice"), "online after the revocation");
+  g_clear_pointer (&log, g_free);
+  log = log_since (d, mark);
+  g_assert_nonnull (strstr (log, "Refused a resumption from"));
+  g_assert_nonnull (strstr (log, "“alice” logged in from"));
+  g_assert_nonnull (strstr (log, "“bob” resumed its session from"));
+}
+
 /* A message sent while the server is away waits in the client and goes when it is back. */
 static void
 test_send_while_reconnecting (void)
@@ -682,6 +749,7 @@ main (int   argc,
   g_test_add_func ("/client/hostile-datagrams", test_hostile_datagrams);
   g_test_add_func ("/client/offline-across-restart", test_offline_across_restart);
   g_test_add_func ("/client/send-while-reconnecting", test_send_while_reconnecting);
+  g_test_add_func ("/client/resume-after-restart", test_resume_after_restart);
   g_test_add_func ("/client/wrong-password", test_wrong_password);
   g_test_add_func ("/client/server-key-pinning", test_server_key_pinning);
 

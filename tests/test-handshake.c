@@ -384,6 +384,290 @@ test_forward_secrecy (void)
   g_assert_null (plain);
 }
 
+/* Resumption (PROTOCOL.md §3.5) */
+
+static const guint8 ticket_key[GCHAT_TICKET_KEY_SIZE] = "0123456789abcdef0123456789abcde";
+#define TICKET_KEY_ID 7
+
+/* A ticket for "alice", valid from @issued to @expires, with a fixed secret. */
+static GBytes *
+make_ticket (gint64       issued,
+             gint64       expires,
+             GchatTicket *ticket)
+{
+  g_autoptr(GError) error = NULL;
+  GBytes *sealed;
+
+  memset (ticket, 0, sizeof *ticket);
+  g_strlcpy (ticket->user, "alice", sizeof ticket->user);
+  ticket->issued = issued;
+  ticket->expires = expires;
+  memset (ticket->account, 0xa5, sizeof ticket->account);
+  gchat_random_bytes (ticket->secret, sizeof ticket->secret);
+  sealed = gchat_ticket_seal (ticket_key, TICKET_KEY_ID, ticket, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (sealed);
+  g_assert_cmpuint (g_bytes_get_size (sealed), >=, GCHAT_TICKET_MIN_SIZE);
+  g_assert_cmpuint (g_bytes_get_size (sealed), <=, GCHAT_TICKET_MAX_SIZE);
+  return sealed;
+}
+
+/* The server's side up to the open ticket: hello, then the client's resumption message. */
+static void
+run_resume_until_ticket (Run          *run,
+                         GBytes       *ticket,
+                         const guint8 *secret)
+{
+  g_autoptr(GError) error = NULL;
+  GBytes *none = NULL;
+
+  run->server = gchat_handshake_new_server (server_key);
+  run->client = gchat_handshake_new_client_resume (server_public, ticket, secret);
+  g_assert_true (gchat_handshake_step (run->server, NULL, &run->hello, &error));
+  run_client (run, run->hello);
+  g_assert_true (gchat_handshake_is_resume_message (run->client_key));
+  g_assert_true (gchat_handshake_step (run->server, run->client_key, &none, &error));
+  g_assert_no_error (error);
+  g_assert_null (none);
+  g_assert_false (gchat_handshake_is_done (run->server));
+  g_assert_true (gchat_handshake_is_resumption (run->server));
+}
+
+static void
+test_resume_round_trip (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GchatChannel) client = NULL;
+  g_autoptr(GchatChannel) server = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatTicket issued, opened;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  guint8 c1[32], s1[32];
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  run_resume_until_ticket (&run, ticket, issued.secret);
+  g_assert_true (g_bytes_equal (gchat_handshake_get_ticket (run.server), ticket));
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID,
+                                    gchat_handshake_get_ticket (run.server), now, &opened,
+                                    &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (opened.user, ==, "alice");
+  g_assert_cmpint (opened.issued, ==, now);
+  g_assert_cmpint (opened.expires, ==, now + 3600);
+  g_assert_cmpmem (opened.account, sizeof opened.account, issued.account, sizeof issued.account);
+  g_assert_true (gchat_handshake_server_resume (run.server, opened.secret, &error));
+  g_assert_no_error (error);
+  g_assert_true (gchat_handshake_is_done (run.server));
+
+  g_assert_cmpmem (gchat_handshake_get_transcript_hash (run.client), GCHAT_SHA256_SIZE,
+                   gchat_handshake_get_transcript_hash (run.server), GCHAT_SHA256_SIZE);
+  g_assert_true (gchat_handshake_export (run.client, "endpoint", c1, sizeof c1, NULL));
+  g_assert_true (gchat_handshake_export (run.server, "endpoint", s1, sizeof s1, NULL));
+  g_assert_cmpmem (c1, sizeof c1, s1, sizeof s1);
+  client = gchat_handshake_steal_channel (run.client);
+  server = gchat_handshake_steal_channel (run.server);
+  for (guint i = 0; i < 10; i++)
+    {
+      g_assert_true (frame_passes (client, server, "{\"type\":\"list\"}"));
+      g_assert_true (frame_passes (server, client, "{\"type\":\"result\"}"));
+    }
+}
+
+/* A client that holds the ticket but not its secret gets no keys: the binder is refused. */
+static void
+test_resume_wrong_binder (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatTicket issued, opened;
+  guint8 guessed[GCHAT_RESUME_SECRET_SIZE];
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  gchat_random_bytes (guessed, sizeof guessed);
+  run_resume_until_ticket (&run, ticket, guessed);
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID,
+                                    gchat_handshake_get_ticket (run.server), now, &opened, NULL));
+  g_assert_false (gchat_handshake_server_resume (run.server, opened.secret, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+  g_assert_false (gchat_handshake_is_done (run.server));
+}
+
+/* A resumption message replayed on a new connection: the binder covers the old hello. */
+static void
+test_resume_replayed (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GBytes) hello = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatTicket issued, opened;
+  GBytes *none = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  run_resume_until_ticket (&run, ticket, issued.secret);
+  g_assert_true (gchat_handshake_step (server, NULL, &hello, NULL));
+  g_assert_true (gchat_handshake_step (server, run.client_key, &none, NULL));
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID, gchat_handshake_get_ticket (server),
+                                    now, &opened, NULL));
+  g_assert_false (gchat_handshake_server_resume (server, opened.secret, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+}
+
+static void
+test_resume_expired_ticket (void)
+{
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GError) error = NULL;
+  GchatTicket issued, opened;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now - 7200, now - 1, &issued);
+  g_assert_false (gchat_ticket_open (ticket_key, TICKET_KEY_ID, ticket, now, &opened, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+  g_assert_cmpstr (opened.user, ==, "");
+  /* Valid the second before it expires; with @now 0 the caller checks expiry itself. */
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID, ticket, now - 2, &opened, NULL));
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID, ticket, 0, &opened, NULL));
+  g_assert_cmpint (opened.expires, ==, now - 1);
+}
+
+/* Every byte of a ticket is covered: flipping any one refuses it. */
+static void
+test_resume_tampered_ticket (void)
+{
+  g_autoptr(GBytes) ticket = NULL;
+  GchatTicket issued, opened;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  for (gsize i = 0; i < g_bytes_get_size (ticket); i++)
+    {
+      g_autoptr(GBytes) bad = flip_byte (ticket, i);
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (gchat_ticket_open (ticket_key, TICKET_KEY_ID, bad, now, &opened, &error));
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+    }
+  /* Truncated or extended. */
+  for (gsize len = 0; len < g_bytes_get_size (ticket) + 8; len += 7)
+    {
+      g_autoptr(GBytes) bad = NULL;
+      g_autofree guint8 *data = g_malloc0 (len + 1);
+
+      memcpy (data, g_bytes_get_data (ticket, NULL), MIN (len, g_bytes_get_size (ticket)));
+      bad = g_bytes_new (data, len);
+      if (len != g_bytes_get_size (ticket))
+        g_assert_false (gchat_ticket_open (ticket_key, TICKET_KEY_ID, bad, now, &opened, NULL));
+    }
+}
+
+static void
+test_resume_wrong_ticket_key (void)
+{
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 other[GCHAT_TICKET_KEY_SIZE];
+  GchatTicket issued, opened;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  memcpy (other, ticket_key, sizeof other);
+  other[0] ^= 1;
+  g_assert_false (gchat_ticket_open (other, TICKET_KEY_ID, ticket, now, &opened, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+  g_clear_error (&error);
+  g_assert_false (gchat_ticket_open (ticket_key, TICKET_KEY_ID + 1, ticket, now, &opened, &error));
+  g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_TICKET);
+}
+
+/* A thief with the ticket key and a recorded resumption opens the ticket and learns the
+ * secret, yet the recorded traffic stays closed: the X25519 secrets of both sides were wiped,
+ * and the secret alone is only half of the key material. */
+static void
+test_resume_forward_secrecy (void)
+{
+  g_auto(Run) recorded = { 0 };
+  g_autoptr(GBytes) ticket = NULL;
+  g_autoptr(GchatChannel) server = NULL;
+  g_autoptr(GBytes) frame = NULL;
+  g_autoptr(GchatHandshake) thief = NULL;
+  g_autoptr(GchatHandshake) replay = NULL;
+  g_autoptr(GchatChannel) stolen = NULL;
+  g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GBytes) plain = NULL;
+  g_autoptr(GBytes) thief_msg = NULL;
+  g_autoptr(GBytes) replay_hello = NULL;
+  GchatTicket issued, opened;
+  GBytes *none = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  run_resume_until_ticket (&recorded, ticket, issued.secret);
+  g_assert_true (gchat_ticket_open (ticket_key, TICKET_KEY_ID,
+                                    gchat_handshake_get_ticket (recorded.server), now, &opened,
+                                    NULL));
+  g_assert_true (gchat_handshake_server_resume (recorded.server, opened.secret, NULL));
+  server = gchat_handshake_steal_channel (recorded.server);
+  frame = gchat_channel_seal (server, (const guint8 *) "secret", 6, NULL);
+
+  /* The thief plays the client on the recorded hello with the stolen secret: its keys need
+   * its own X25519 key, not the recorded client's, and open nothing recorded. */
+  thief = gchat_handshake_new_client_resume (server_public, ticket, opened.secret);
+  g_assert_true (gchat_handshake_step (thief, recorded.hello, &thief_msg, NULL));
+  stolen = gchat_handshake_steal_channel (thief);
+  payload = payload_of (frame);
+  plain = gchat_channel_open (stolen, payload, NULL);
+  g_assert_null (plain);
+
+  /* Nor can it replay the recorded message to a server: the binder covers the old hello. */
+  replay = gchat_handshake_new_server (server_key);
+  g_assert_true (gchat_handshake_step (replay, NULL, &replay_hello, NULL));
+  g_assert_true (gchat_handshake_step (replay, recorded.client_key, &none, NULL));
+  g_assert_false (gchat_handshake_server_resume (replay, opened.secret, NULL));
+}
+
+static void
+test_resume_malformed (void)
+{
+  g_auto(Run) run = { 0 };
+  g_autoptr(GBytes) ticket = NULL;
+  GchatTicket issued;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  gsize len;
+
+  ticket = make_ticket (now, now + 3600, &issued);
+  run.server = gchat_handshake_new_server (server_key);
+  run.client = gchat_handshake_new_client_resume (server_public, ticket, issued.secret);
+  g_assert_true (gchat_handshake_step (run.server, NULL, &run.hello, NULL));
+  run_client (&run, run.hello);
+  len = g_bytes_get_size (run.client_key);
+  for (gsize keep = 0; keep < len; keep += 5)
+    {
+      g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+      g_autoptr(GBytes) hello = NULL;
+      g_autoptr(GBytes) cut = g_bytes_new_from_bytes (run.client_key, 0, keep);
+      g_autoptr(GError) error = NULL;
+      GBytes *none = NULL;
+
+      g_assert_true (gchat_handshake_step (server, NULL, &hello, NULL));
+      g_assert_false (gchat_handshake_step (server, cut, &none, &error));
+      g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_MALFORMED);
+    }
+  /* Out of turn: resuming a server that got no resumption message. */
+  {
+    g_autoptr(GchatHandshake) server = gchat_handshake_new_server (server_key);
+    g_autoptr(GError) error = NULL;
+
+    g_assert_false (gchat_handshake_server_resume (server, issued.secret, &error));
+    g_assert_error (error, GCHAT_HANDSHAKE_ERROR, GCHAT_HANDSHAKE_ERROR_STATE);
+  }
+}
+
 static void
 test_malformed_hello (void)
 {
@@ -691,6 +975,14 @@ main (int    argc,
   g_test_add_func ("/handshake/malformed-client-key", test_malformed_client_key);
   g_test_add_func ("/handshake/out-of-turn", test_out_of_turn);
   g_test_add_func ("/handshake/fits-handshake-frames", test_fits_handshake_frames);
+  g_test_add_func ("/handshake/resume/round-trip", test_resume_round_trip);
+  g_test_add_func ("/handshake/resume/wrong-binder", test_resume_wrong_binder);
+  g_test_add_func ("/handshake/resume/replayed", test_resume_replayed);
+  g_test_add_func ("/handshake/resume/expired-ticket", test_resume_expired_ticket);
+  g_test_add_func ("/handshake/resume/tampered-ticket", test_resume_tampered_ticket);
+  g_test_add_func ("/handshake/resume/wrong-ticket-key", test_resume_wrong_ticket_key);
+  g_test_add_func ("/handshake/resume/forward-secrecy", test_resume_forward_secrecy);
+  g_test_add_func ("/handshake/resume/malformed", test_resume_malformed);
   status = g_test_run ();
 
   g_clear_object (&server_key);

@@ -14,7 +14,7 @@
 #include "gchatd-test-client.h"
 
 /* No single event takes longer than this to show, so a failure never hangs. */
-#define EVENT_TIMEOUT_US (20 * G_USEC_PER_SEC)
+#define EVENT_TIMEOUT_US (gchat_test_scale_us (20 * G_USEC_PER_SEC))
 #define WRONG_PASSWORD   "not the password 42"
 
 /* The parser */
@@ -247,6 +247,9 @@ cli_spawn (const char *home,
   g_autofree char *config_home = g_build_filename (home, name, "config", NULL);
   g_autofree char *data_home = g_build_filename (home, name, "data", NULL);
   g_autofree char *port_text = g_strdup_printf ("%u", port);
+  g_autoptr(GPtrArray) argv = gchat_test_argv_new (g_getenv ("GCHAT_CLI"));
+  const char *args[] = { "--json", "--accept-new-server-key", "--server", "127.0.0.1", "--port",
+                         port_text, extra };
   g_autoptr(GError) error = NULL;
   Cli *cli = g_new0 (Cli, 1);
 
@@ -255,9 +258,11 @@ cli_spawn (const char *home,
   g_subprocess_launcher_setenv (launcher, "XDG_CONFIG_HOME", config_home, TRUE);
   g_subprocess_launcher_setenv (launcher, "XDG_DATA_HOME", data_home, TRUE);
   cli->name = g_strdup (name);
-  cli->process = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHAT_CLI"), "--json",
-                                              "--accept-new-server-key", "--server", "127.0.0.1",
-                                              "--port", port_text, extra, NULL);
+  for (gsize i = 0; i < G_N_ELEMENTS (args) && args[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+  cli->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata,
+                                               &error);
   g_assert_no_error (error);
   cli->in = g_subprocess_get_stdin_pipe (cli->process);
   cli->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (cli->process));
@@ -761,6 +766,26 @@ isolated_launcher (GSubprocessFlags flags)
   return launcher;
 }
 
+/* Runs $GCHAT_CLI (under GCHAT_TEST_WRAPPER, when set) with the arguments that follow, up to
+ * NULL. */
+G_GNUC_NULL_TERMINATED
+static GSubprocess *
+spawn_cli (GSubprocessLauncher  *launcher,
+           GError              **error,
+           ...)
+{
+  g_autoptr(GPtrArray) argv = gchat_test_argv_new (g_getenv ("GCHAT_CLI"));
+  const char *arg;
+  va_list args;
+
+  va_start (args, error);
+  while ((arg = va_arg (args, const char *)) != NULL)
+    g_ptr_array_add (argv, (gpointer) arg);
+  va_end (args);
+  g_ptr_array_add (argv, NULL);
+  return g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, error);
+}
+
 /* Options it cannot use end it at once with status 2, before anything is read. */
 static void
 test_options (void)
@@ -778,9 +803,7 @@ test_options (void)
       g_autoptr(GSubprocessLauncher) launcher =
         isolated_launcher (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE
                            | G_SUBPROCESS_FLAGS_STDERR_PIPE);
-      g_autoptr(GSubprocess) process = g_subprocess_launcher_spawn (launcher, &error,
-                                                                    g_getenv ("GCHAT_CLI"),
-                                                                    bad[i][0], bad[i][1], NULL);
+      g_autoptr(GSubprocess) process = spawn_cli (launcher, &error, bad[i][0], bad[i][1], NULL);
 
       g_assert_no_error (error);
       g_assert_true (g_subprocess_communicate_utf8 (process, NULL, NULL, &out, &err, &error));
@@ -805,8 +828,7 @@ test_readable (void)
   if (skip_without_programs ())
     return;
   launcher = isolated_launcher (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE);
-  process = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHAT_CLI"), "--port", "1",
-                                         NULL);
+  process = spawn_cli (launcher, &error, "--port", "1", NULL);
   g_assert_no_error (error);
   g_assert_true (g_subprocess_communicate_utf8 (process, "help\nfrobnicate " TEST_PASSWORD "\n",
                                                 NULL, &out, NULL, &error));
@@ -818,8 +840,9 @@ test_readable (void)
   g_assert_null (strstr (out, "{\""));
   g_assert_null (strstr (out, TEST_PASSWORD));
 
-  version_process = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error,
-                                      g_getenv ("GCHAT_CLI"), "--version", NULL);
+  g_clear_object (&launcher);
+  launcher = test_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+  version_process = spawn_cli (launcher, &error, "--version", NULL);
   g_assert_true (g_subprocess_communicate_utf8 (version_process, NULL, NULL, &version, NULL,
                                                 &error));
   g_assert_true (g_str_has_prefix (version, "gchat-cli " PACKAGE_VERSION));

@@ -158,13 +158,12 @@ start_gchatctl (Fixture    *fixture,
                 const char *first_arg,
                 ...)
 {
-  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GPtrArray) argv = gchat_test_argv_new (g_getenv ("GCHATCTL"));
   g_autoptr (GSubprocess) process = NULL;
   g_autoptr (GError) error = NULL;
   const char *arg;
   va_list args;
 
-  g_ptr_array_add (argv, (gpointer) g_getenv ("GCHATCTL"));
   g_ptr_array_add (argv, (gpointer) "--config");
   g_ptr_array_add (argv, fixture->config_path);
   va_start (args, first_arg);
@@ -615,6 +614,7 @@ adduser_on_terminal (Fixture    *fixture,
 {
   g_autoptr (GSubprocessLauncher) launcher = g_subprocess_launcher_new (
     G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_autoptr (GPtrArray) argv = NULL;
   g_autoptr (GSubprocess) process = NULL;
   g_autoptr (GString) prompts = g_string_new (NULL);
   g_autoptr (GAsyncResult) result = NULL;
@@ -629,8 +629,13 @@ adduser_on_terminal (Fixture    *fixture,
   slave = open (ptsname (master), O_RDWR | O_NOCTTY);
   g_assert_cmpint (slave, >=, 0);
   g_subprocess_launcher_take_stdin_fd (launcher, slave);
-  process = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHATCTL"), "--config",
-                                         fixture->config_path, "adduser", name, NULL);
+  argv = gchat_test_argv_new (g_getenv ("GCHATCTL"));
+  g_ptr_array_add (argv, (gpointer) "--config");
+  g_ptr_array_add (argv, fixture->config_path);
+  g_ptr_array_add (argv, (gpointer) "adduser");
+  g_ptr_array_add (argv, (gpointer) name);
+  g_ptr_array_add (argv, NULL);
+  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
   g_assert_no_error (error);
   g_clear_object (&launcher);
 

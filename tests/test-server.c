@@ -400,7 +400,7 @@ test_idle (TestFixture   *f,
   g_autoptr(TestClient) bob = test_client_log_in (f->port, "sign", "bob", TEST_PASSWORD);
   g_autoptr(GchatMessage) bye = NULL;
   g_autoptr(GchatMessage) ping = gchat_message_new (GCHAT_MESSAGE_PING);
-  gint64 deadline = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+  gint64 deadline = g_get_monotonic_time () + gchat_test_scale_us (3 * G_USEC_PER_SEC);
   gboolean bob_gone = FALSE;
 
   test_client_expect_presence (alice, "joined", "bob");
@@ -792,6 +792,7 @@ test_no_config (void)
   g_autofree char *public_path = NULL;
   g_autofree char *err = NULL;
   g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GPtrArray) argv = NULL;
   g_autoptr(GSubprocess) daemon = NULL;
   g_autoptr(GchatRsaKey) pinned = NULL;
   const char *env[][2] = { { "XDG_CONFIG_HOME", "config" }, { "XDG_DATA_HOME", "data" },
@@ -820,7 +821,9 @@ test_no_config (void)
       g_subprocess_launcher_setenv (launcher, env[i][0], path, TRUE);
       g_setenv (env[i][0], path, TRUE); /* for gchatctl below */
     }
-  daemon = g_subprocess_launcher_spawn (launcher, &error, g_getenv ("GCHATD"), NULL);
+  argv = gchat_test_argv_new (g_getenv ("GCHATD"));
+  g_ptr_array_add (argv, NULL);
+  daemon = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
   g_assert_no_error (error);
 
   /* The first start makes an RSA-3072 key: wait for the port. */

@@ -8,7 +8,13 @@
  * them from one GLib main loop: non-blocking GSockets registered in one epoll set, which is a
  * single GSource, so a wake-up costs what is ready rather than what is open. The parent sends
  * each worker one command line at a time on its stdin and reads the answer lines on its
- * stdout. Every wait has a deadline, and the children die with the parent. */
+ * stdout. Every wait has a deadline, and the children die with the parent.
+ *
+ * The phases: handshakes and resumptions with no sessions, the sign-up of N users, a join,
+ * handshakes, pair keys, resumptions, relayed datagrams and offline posts with N online, then a
+ * restart of gchatd under all of them (each comes back with its ticket and rebuilds its online
+ * list), and last a log-in storm at gchatd's default Argon2id cost while an idle client pings.
+ * --phases picks some; the sign-up always runs. */
 
 #include "config.h"
 
@@ -53,6 +59,11 @@
 /* Sign-ups in flight per worker: enough to keep both cores busy with RSA, few enough that
  * the server's bounded Argon2id queue (64) and listen backlog are never the limit. */
 #define SIGN_WINDOW 16
+/* A reconnecting client gives up on an attempt (a SYN lost to a full listen backlog waits
+ * seconds for the kernel's retransmission) and tries afresh after this long. */
+#define RECONNECT_TIMEOUT_US (10 * G_USEC_PER_SEC)
+/* The pinger's interval in the log-in storm. */
+#define PING_MS 10
 /* A logged-in client that has sent nothing this long sends a `ping` (PROTOCOL.md §5.1). */
 #define KEEPALIVE_US (30 * G_USEC_PER_SEC)
 /* How long in-flight talk requests may take to come back after a talk phase. */
@@ -100,10 +111,18 @@ typedef enum {
 } ClientState;
 
 typedef enum {
-  ROLE_CHURN,  /* handshake, ping, pong, close: the handshake rate */
-  ROLE_USER,   /* sign up (or log in) and stay online */
-  ROLE_JOINER, /* the parent's own client: ping, then whatever the parent sends */
+  ROLE_CHURN,   /* handshake, ping, pong, close: the handshake rate */
+  ROLE_USER,    /* sign up (or log in) and stay online */
+  ROLE_JOINER,  /* the parent's own client: ping, then whatever the parent sends */
+  ROLE_RESUMER, /* resume with its account's ticket, close: the resumption rate */
+  ROLE_STORM,   /* full handshake, sign up at the configured cost, close: the log-in storm */
 } ClientRole;
+
+/* The newest resumption ticket of one account and its secret (PROTOCOL.md §3.5). */
+typedef struct {
+  GBytes *ticket; /* NULL: none, log in with the password */
+  guint8  secret[GCHAT_RESUME_SECRET_SIZE];
+} Ticket;
 
 typedef struct {
   Worker            *worker;
@@ -132,6 +151,13 @@ typedef struct {
   gint64             next_id;
   guint              listed;    /* names in the answer to the joiner's `list` */
   gboolean           list_done;
+  Ticket            *ticket;    /* where this account's tickets go; NULL for none */
+  gboolean           resuming;  /* this connection resumes rather than logs in */
+  guint              slot;      /* a resumer's account */
+  guint              mails;     /* `mail` messages a joiner got */
+  gboolean           pinger;    /* a joiner whose pongs are timed */
+  guint              post_k;    /* the next mailbox a user posts to */
+  guint              posts;     /* posts in flight */
 } Client;
 
 struct _Worker
@@ -192,6 +218,54 @@ struct _Worker
   guint64         talk_errors;
   guint64         talk_late;
   gboolean        talk_wrapped;
+
+  /* resumption, and the role the churn phases use */
+  ClientRole      churn_role;
+  Ticket         *user_tickets;   /* one per user of this worker */
+  Ticket         *resume_tickets; /* the resumers' accounts */
+  guint           n_resume;
+  GQueue          free_slots;     /* resumers' accounts not in use */
+  guint           prep_active;
+  gboolean        prepping;
+  guint           storm_next;
+
+  /* mass reconnect */
+  gboolean        reconnecting;   /* a lost session connects again by itself */
+  gboolean        tracking;       /* users keep their online list */
+  guint           jitter_ms;
+  gint64         *reconnect_at;   /* per user; 0: none */
+  guint8         *seen;           /* per user, a bit per user u00001 … of its online list */
+  guint          *seen_count;
+  gint64         *complete_at;    /* when each user's list was last complete */
+  gboolean        rc_waiting;
+  gint64          rc_end;
+  guint64         presence_bytes;
+  guint64         users_bytes;
+  guint64         rc_resumed;
+  guint64         rc_full;
+  guint64         rc_retries;
+  gint64          rc_online_last;
+
+  /* relay and post */
+  gboolean        relaying;
+  gint64          relay_end;
+  guint64         relay_sent;
+  guint64         relay_received;
+  guint64         relay_late;
+  guint8          datagram[200];
+  gboolean        posting;
+  gint64          post_end;
+  guint           post_window;
+  guint           mailboxes;
+  guint64         post_in_flight;
+  guint64         post_ok;
+  guint64         post_refused;
+  guint64         post_late;
+  char            text[201];
+
+  /* the parent's pinger */
+  GArray         *ping_sent;      /* gint64 per ping id */
+  GArray         *ping_rtt;       /* gint64 µs */
 };
 
 static void client_close (Client     *c,
@@ -204,6 +278,8 @@ static void worker_user_online (Worker *w,
                                 Client *c);
 static void worker_churn_done (Worker *w,
                                Client *c);
+static void client_post_answered (Client   *c,
+                                  gboolean  ok);
 
 static void
 client_free (Client *c)
@@ -307,9 +383,17 @@ client_send_first_request (Client *c)
 {
   Worker *w = c->worker;
 
-  if (c->role == ROLE_USER)
+  if (c->resuming)
+    {
+      /* Nothing follows a resumption message until its `result` (PROTOCOL.md §3.5). */
+      c->state = CLIENT_WAITING;
+      client_flush (c);
+    }
+  else if (c->role == ROLE_USER)
     client_send_login (c, w->use_auth[c->index - w->first] ? GCHAT_MESSAGE_AUTH
                                                            : GCHAT_MESSAGE_SIGN);
+  else if (c->role == ROLE_RESUMER || c->role == ROLE_STORM)
+    client_send_login (c, GCHAT_MESSAGE_SIGN);
   else
     {
       c->state = CLIENT_WAITING;
@@ -339,8 +423,19 @@ client_on_hello (Client *c,
 }
 
 static void
-client_on_pong (Client *c)
+client_on_pong (Client       *c,
+                GchatMessage *pong)
 {
+  Worker *w = c->worker;
+  gint64 id = gchat_message_get_int (pong, "id");
+
+  if (c->pinger && id > 0 && w->ping_sent != NULL && (guint) id <= w->ping_sent->len)
+    {
+      gint64 rtt = g_get_monotonic_time () - g_array_index (w->ping_sent, gint64, id - 1);
+
+      g_array_append_val (w->ping_rtt, rtt);
+      return;
+    }
   if (c->state != CLIENT_WAITING)
     return;
   c->deadline = 0;
@@ -408,6 +503,99 @@ client_talk_answered (Client   *c,
   client_talk_more (c);
 }
 
+/* Every successful log-in or resumption brings the ticket for the next one; the newest wins. */
+static void
+client_keep_ticket (Client       *c,
+                    GchatMessage *result)
+{
+  GBytes *ticket = gchat_message_get_bytes (result, "resume");
+  GBytes *secret = gchat_message_get_bytes (result, "resume_secret");
+
+  if (c->ticket == NULL || ticket == NULL || secret == NULL
+      || g_bytes_get_size (secret) != GCHAT_RESUME_SECRET_SIZE)
+    return;
+  g_clear_pointer (&c->ticket->ticket, g_bytes_unref);
+  c->ticket->ticket = g_bytes_ref (ticket);
+  memcpy (c->ticket->secret, g_bytes_get_data (secret, NULL), GCHAT_RESUME_SECRET_SIZE);
+}
+
+/* A 200-byte datagram to the next user, who passes it on when it comes: the ring keeps the
+ * number in flight constant, so gchatd's relay, not a queue, sets the rate. */
+static void
+client_relay_one (Client *c)
+{
+  Worker *w = c->worker;
+  g_autoptr(GchatMessage) relay = gchat_message_new (GCHAT_MESSAGE_RELAY);
+  char partner[16];
+
+  g_snprintf (partner, sizeof partner, "u%05u", c->index % w->n_total + 1);
+  gchat_message_set_string (relay, "to", partner);
+  gchat_message_set_bytes (relay, "datagram", w->datagram, sizeof w->datagram);
+  client_queue (c, relay);
+  w->relay_sent++;
+}
+
+static void
+client_on_relayed (Client *c)
+{
+  Worker *w = c->worker;
+
+  if (!w->relaying)
+    return;
+  if (g_get_monotonic_time () >= w->relay_end)
+    {
+      w->relay_late++;
+      return;
+    }
+  w->relay_received++;
+  if (c->state == CLIENT_ONLINE && c->role == ROLE_USER)
+    client_relay_one (c);
+}
+
+/* Posts to the mailbox accounts m0001 …, which are offline, keeping a window in flight. */
+static void
+client_post_more (Client *c)
+{
+  Worker *w = c->worker;
+  gint64 now = g_get_monotonic_time ();
+
+  while (w->posting && c->state == CLIENT_ONLINE && c->posts < w->post_window
+         && now < w->post_end)
+    {
+      g_autoptr(GchatMessage) post = gchat_message_new (GCHAT_MESSAGE_POST);
+      char to[16];
+
+      g_snprintf (to, sizeof to, "m%04u", (c->index + c->post_k++) % w->mailboxes + 1);
+      gchat_message_set_string (post, "to", to);
+      gchat_message_set_int (post, "msg_id", (gint64) c->index * 1000000000 + c->next_id);
+      gchat_message_set_bytes (post, "text", (const guint8 *) w->text, strlen (w->text));
+      gchat_message_set_int (post, "id", c->next_id++ % G_MAXINT32);
+      client_queue (c, post);
+      c->posts++;
+      w->post_in_flight++;
+    }
+  client_flush (c);
+}
+
+static void
+client_post_answered (Client   *c,
+                      gboolean  ok)
+{
+  Worker *w = c->worker;
+
+  if (c->posts == 0)
+    return;
+  c->posts--;
+  w->post_in_flight--;
+  if (!ok)
+    w->post_refused++;
+  else if (g_get_monotonic_time () < w->post_end)
+    w->post_ok++;
+  else
+    w->post_late++;
+  client_post_more (c);
+}
+
 static void
 client_on_login_result (Client       *c,
                         GchatMessage *result)
@@ -418,19 +606,31 @@ client_on_login_result (Client       *c,
     return;
   if (gchat_message_get_bool (result, "ok"))
     {
+      client_keep_ticket (c, result);
       c->answered = g_get_monotonic_time ();
       c->deadline = 0;
       c->state = CLIENT_ONLINE;
       if (c->role == ROLE_USER)
         worker_user_online (c->worker, c);
+      else if (c->role == ROLE_RESUMER || c->role == ROLE_STORM)
+        worker_churn_done (c->worker, c);
     }
-  else if (c->role == ROLE_USER && g_strcmp0 (code, "busy") == 0)
+  else if (c->resuming)
+    {
+      /* A refused ticket is forgotten: the next attempt logs in with the password. */
+      if (c->ticket != NULL)
+        g_clear_pointer (&c->ticket->ticket, g_bytes_unref);
+      client_close (c, "resumption refused");
+    }
+  else if ((c->role == ROLE_USER || c->role == ROLE_RESUMER) && g_strcmp0 (code, "busy") == 0)
     c->retry_at = g_get_monotonic_time ()
                   + MAX (gchat_message_get_int (result, "retry_after"), 1) * G_USEC_PER_SEC;
-  else if (c->role == ROLE_USER && g_strcmp0 (code, "name-taken") == 0)
+  else if ((c->role == ROLE_USER || c->role == ROLE_RESUMER)
+           && g_strcmp0 (code, "name-taken") == 0)
     {
       /* An earlier attempt signed up but lost its connection before the answer. */
-      c->worker->use_auth[c->index - c->worker->first] = TRUE;
+      if (c->role == ROLE_USER)
+        c->worker->use_auth[c->index - c->worker->first] = TRUE;
       client_send_login (c, GCHAT_MESSAGE_AUTH);
     }
   else
@@ -445,8 +645,12 @@ static void
 client_on_result (Client       *c,
                   GchatMessage *result)
 {
-  if (g_strcmp0 (gchat_message_get_string (result, "request"), "talk") == 0)
+  const char *request = gchat_message_get_string (result, "request");
+
+  if (g_strcmp0 (request, "talk") == 0)
     client_talk_answered (c, FALSE);
+  else if (g_strcmp0 (request, "post") == 0)
+    client_post_answered (c, gchat_message_get_bool (result, "ok"));
   else
     client_on_login_result (c, result);
 }
@@ -490,6 +694,18 @@ client_on_users (Client       *c,
     c->list_done = TRUE;
 }
 
+/* As a client that stored it: gchatd sends more mail as earlier mail is acknowledged. */
+static void
+client_on_mail (Client       *c,
+                GchatMessage *mail)
+{
+  g_autoptr(GchatMessage) ack = gchat_message_new (GCHAT_MESSAGE_MAIL_ACK);
+
+  c->mails++;
+  gchat_message_set_int (ack, "mail_id", gchat_message_get_int (mail, "mail_id"));
+  client_queue (c, ack);
+}
+
 static void
 client_on_message (Client       *c,
                    GchatMessage *message)
@@ -500,7 +716,7 @@ client_on_message (Client       *c,
   switch (type)
     {
     case GCHAT_MESSAGE_PONG:
-      client_on_pong (c);
+      client_on_pong (c, message);
       break;
     case GCHAT_MESSAGE_RESULT:
       client_on_result (c, message);
@@ -514,11 +730,107 @@ client_on_message (Client       *c,
     case GCHAT_MESSAGE_USERS:
       client_on_users (c, message);
       break;
+    case GCHAT_MESSAGE_MAIL:
+      client_on_mail (c, message);
+      break;
+    case GCHAT_MESSAGE_RECEIPT:
+    case GCHAT_MESSAGE_RELAYED:
+      break;
     default:
       reason = g_strdup_printf ("%s \"%s\"", gchat_message_type_to_string (type),
                                gchat_message_get_string (message, "code"));
       client_close (c, reason);
     }
+}
+
+static const guint8 *
+find_bytes (const guint8 *data,
+            gsize         len,
+            const char   *needle,
+            gsize         n)
+{
+  for (gsize i = 0; i + n <= len; i++)
+    if (data[i] == (guint8) needle[0] && memcmp (data + i, needle, n) == 0)
+      return data + i;
+  return NULL;
+}
+
+/* Takes the names of the list @key of a `users` or `presence` message into @c's online list,
+ * a bit per simulated user (the others are not counted). Names are plain ASCII, so a scan for
+ * quotes is enough, and much cheaper than a JSON parser for 10,000 lists of 10,000 names. */
+static void
+client_track_names (Client       *c,
+                    const guint8 *data,
+                    gsize         len,
+                    const char   *key,
+                    gboolean      add)
+{
+  Worker *w = c->worker;
+  guint slot = c->index - w->first;
+  guint8 *bits = w->seen + (gsize) slot * ((w->n_total + 7) / 8);
+  char pattern[24];
+  gsize n = g_snprintf (pattern, sizeof pattern, "\"%s\":[", key);
+  const guint8 *p = find_bytes (data, len, pattern, n), *end = data + len;
+
+  if (p == NULL)
+    return;
+  for (p += n; p < end && *p != ']'; p++)
+    {
+      const guint8 *close;
+      guint index = 0;
+      guint8 mask;
+
+      if (*p != '"')
+        continue;
+      close = memchr (p + 1, '"', end - p - 1);
+      if (close == NULL)
+        return;
+      if (close - p == 7 && p[1] == 'u')
+        for (guint i = 2; i < 7 && index != G_MAXUINT; i++)
+          index = g_ascii_isdigit (p[i]) ? index * 10 + (p[i] - '0') : G_MAXUINT;
+      p = close;
+      if (index < 1 || index > w->n_total)
+        continue;
+      mask = 1 << ((index - 1) % 8);
+      if (add && !(bits[(index - 1) / 8] & mask))
+        {
+          bits[(index - 1) / 8] |= mask;
+          w->seen_count[slot]++;
+        }
+      else if (!add && (bits[(index - 1) / 8] & mask))
+        {
+          bits[(index - 1) / 8] &= ~mask;
+          w->seen_count[slot]--;
+        }
+    }
+  if (w->seen_count[slot] == w->n_total)
+    w->complete_at[slot] = g_get_monotonic_time ();
+}
+
+/* During the mass reconnect each user keeps its online list from `users` and `presence`. */
+static gboolean
+client_track (Client       *c,
+              const guint8 *data,
+              gsize         len)
+{
+  Worker *w = c->worker;
+
+  if (c->role != ROLE_USER || !w->tracking || c->state != CLIENT_ONLINE)
+    return FALSE;
+  if (has_prefix (data, len, "{\"type\":\"users\""))
+    {
+      w->users_bytes += len;
+      client_track_names (c, data, len, "users", TRUE);
+      return TRUE;
+    }
+  if (has_prefix (data, len, "{\"type\":\"presence\""))
+    {
+      w->presence_bytes += len;
+      client_track_names (c, data, len, "left", FALSE);
+      client_track_names (c, data, len, "joined", TRUE);
+      return TRUE;
+    }
+  return FALSE;
 }
 
 /* Users lists and presence batches are most of what a client gets while others sign up: the
@@ -546,6 +858,13 @@ client_on_payload (Client *c,
       return;
     }
   data = g_bytes_get_data (plain, &len);
+  if (client_track (c, data, len))
+    return;
+  if (has_prefix (data, len, "{\"type\":\"relayed\""))
+    {
+      client_on_relayed (c);
+      return;
+    }
   if (c->role != ROLE_JOINER && has_prefix (data, len, "{\"type\":\"users\""))
     return;
   if ((c->worker->join_name == NULL || c->join_seen != 0)
@@ -649,12 +968,15 @@ client_connect (Client *c)
 }
 
 /* A new client, already registered with its worker, connecting. It may be closed already when
- * the connection failed at once. */
+ * the connection failed at once. With @resume it resumes with @ticket instead of logging in;
+ * either way a successful log-in leaves its new ticket there. */
 static Client *
-client_new (Worker     *w,
-            ClientRole  role,
-            guint       index,
-            const char *user)
+client_new_with (Worker     *w,
+                 ClientRole  role,
+                 guint       index,
+                 const char *user,
+                 Ticket     *ticket,
+                 gboolean    resume)
 {
   Client *c = g_new0 (Client, 1);
 
@@ -665,16 +987,35 @@ client_new (Worker     *w,
   c->fd = -1;
   c->state = CLIENT_CONNECTING;
   c->started = g_get_monotonic_time ();
-  c->deadline = c->started + (role == ROLE_USER ? SIGN_TIMEOUT_US : HANDSHAKE_TIMEOUT_US);
+  c->deadline = c->started + (role == ROLE_USER || role == ROLE_STORM ? SIGN_TIMEOUT_US
+                                                                      : HANDSHAKE_TIMEOUT_US);
   c->decoder = gchat_frame_decoder_new (GCHAT_FRAME_MAX_PAYLOAD);
-  c->handshake = gchat_handshake_new_client (w->server_key);
+  c->ticket = ticket;
+  c->resuming = resume && ticket != NULL && ticket->ticket != NULL;
+  c->handshake = c->resuming ? gchat_handshake_new_client_resume (w->server_key, ticket->ticket,
+                                                                  ticket->secret)
+                             : gchat_handshake_new_client (w->server_key);
   c->out = g_byte_array_new ();
   c->keep = role == ROLE_JOINER;
-  if (role == ROLE_CHURN)
+  if (role == ROLE_CHURN || role == ROLE_RESUMER || role == ROLE_STORM)
     g_hash_table_add (w->churn, c);
   else if (role == ROLE_USER)
     w->users[index - w->first] = c;
   client_connect (c);
+  return c;
+}
+
+static Client *
+client_new (Worker     *w,
+            ClientRole  role,
+            guint       index,
+            const char *user)
+{
+  Ticket *ticket = role == ROLE_USER ? &w->user_tickets[index - w->first] : NULL;
+  Client *c = client_new_with (w, role, index, user, ticket, w->reconnecting);
+
+  if (w->reconnecting && c->state != CLIENT_CLOSED)
+    c->deadline = c->started + RECONNECT_TIMEOUT_US;
   return c;
 }
 
@@ -741,8 +1082,30 @@ worker_user_closed (Worker      *w,
 
   w->users[slot] = NULL;
   w->talk_in_flight -= c->in_flight;
+  w->post_in_flight -= c->posts;
   if (w->quitting)
     return;
+  if (w->reconnecting)
+    {
+      /* As a real client: back after a random delay, and again a little later if the server
+       * is not there yet. */
+      guint delay_ms = was == CLIENT_ONLINE ? g_random_int_range (0, w->jitter_ms + 1)
+                                            : 200 + g_random_int_range (0, 300);
+
+      w->reconnect_at[slot] = g_get_monotonic_time () + (gint64) delay_ms * 1000;
+      if (was == CLIENT_ONLINE && w->rc_waiting)
+        worker_note_error (w, "reconnect (session lost)", reason);
+      else if (was != CLIENT_ONLINE)
+        {
+          g_autofree char *what = g_strdup_printf ("reconnect (%s)", was == CLIENT_CONNECTING
+                                                   ? "connecting" : was == CLIENT_HELLO
+                                                   ? "waiting for the hello" : "resuming");
+
+          w->rc_retries++;
+          worker_note_error (w, what, reason);
+        }
+      return;
+    }
   if (was == CLIENT_ONLINE)
     {
       w->lost++;
@@ -765,14 +1128,20 @@ worker_client_closed (Worker      *w,
                       ClientState  was,
                       const char  *reason)
 {
-  if (c->role == ROLE_CHURN)
+  if (c->role == ROLE_CHURN || c->role == ROLE_RESUMER || c->role == ROLE_STORM)
     {
       g_hash_table_remove (w->churn, c);
-      if (!c->completed && !w->quitting)
+      if (c->role == ROLE_RESUMER && !c->resuming)
+        w->prep_active--;
+      else if (!c->completed && !w->quitting)
         {
           w->churn_failed++;
-          worker_note_error (w, "handshake", reason);
+          worker_note_error (w, c->role == ROLE_CHURN ? "handshake"
+                                : c->role == ROLE_STORM ? "storm log-in" : "resumption", reason);
         }
+      /* A resumer's account is free for the next one, with its newest ticket. */
+      if (c->role == ROLE_RESUMER && c->resuming && c->ticket->ticket != NULL && !w->quitting)
+        g_queue_push_tail (&w->free_slots, GUINT_TO_POINTER (c->ticket - w->resume_tickets));
     }
   else if (c->role == ROLE_USER)
     worker_user_closed (w, c, was, reason);
@@ -816,6 +1185,14 @@ worker_new (GchatRsaKey    *server_key,
   w->users = g_new0 (Client *, MAX (count, 1));
   w->attempts = g_new0 (guint8, MAX (count, 1));
   w->use_auth = g_new0 (gboolean, MAX (count, 1));
+  w->user_tickets = g_new0 (Ticket, MAX (count, 1));
+  w->reconnect_at = g_new0 (gint64, MAX (count, 1));
+  w->seen_count = g_new0 (guint, MAX (count, 1));
+  w->complete_at = g_new0 (gint64, MAX (count, 1));
+  g_queue_init (&w->free_slots);
+  gchat_random_bytes (w->datagram, sizeof w->datagram);
+  for (guint i = 0; i < sizeof w->text - 1; i++)
+    w->text[i] = 'a' + g_random_int_range (0, 26);
   w->churn = g_hash_table_new (NULL, NULL);
   w->dead = g_ptr_array_new_with_free_func ((GDestroyNotify) client_free);
   w->command = g_string_new (NULL);
@@ -838,6 +1215,15 @@ worker_close_all (Worker *w)
 }
 
 static void
+worker_free_tickets (Ticket *tickets,
+                     guint   n)
+{
+  for (guint i = 0; tickets != NULL && i < n; i++)
+    g_clear_pointer (&tickets[i].ticket, g_bytes_unref);
+  g_free (tickets);
+}
+
+static void
 worker_free (Worker *w)
 {
   worker_close_all (w);
@@ -855,6 +1241,15 @@ worker_free (Worker *w)
   g_free (w->attempts);
   g_free (w->use_auth);
   g_free (w->join_name);
+  worker_free_tickets (w->user_tickets, w->count);
+  worker_free_tickets (w->resume_tickets, w->n_resume);
+  g_queue_clear (&w->free_slots);
+  g_free (w->reconnect_at);
+  g_free (w->seen);
+  g_free (w->seen_count);
+  g_free (w->complete_at);
+  g_clear_pointer (&w->ping_sent, g_array_unref);
+  g_clear_pointer (&w->ping_rtt, g_array_unref);
   g_free (w);
 }
 
@@ -890,6 +1285,23 @@ static void
 worker_user_online (Worker *w,
                     Client *c)
 {
+  if (w->reconnecting)
+    {
+      guint slot = c->index - w->first;
+      gsize n = (w->n_total + 7) / 8;
+
+      if (c->resuming)
+        w->rc_resumed++;
+      else
+        w->rc_full++;
+      w->rc_online_last = MAX (w->rc_online_last, c->answered);
+      /* A new session's list starts from the `users` that follows, and oneself. */
+      memset (w->seen + (gsize) slot * n, 0, n);
+      w->seen[(gsize) slot * n + (c->index - 1) / 8] |= 1 << ((c->index - 1) % 8);
+      w->seen_count[slot] = 1;
+      w->complete_at[slot] = 0;
+      return;
+    }
   w->sign_active--;
   w->signed_ok++;
   w->sign_last = c->answered;
@@ -917,16 +1329,75 @@ worker_sign_check (Worker *w,
 
 /* Handshake churn */
 
+static Client *
+worker_churn_new (Worker *w)
+{
+  char name[32];
+  guint slot;
+
+  if (w->churn_role == ROLE_STORM)
+    {
+      g_snprintf (name, sizeof name, "s%05u%06u", w->first, w->storm_next++);
+      return client_new_with (w, ROLE_STORM, 0, name, NULL, FALSE);
+    }
+  if (w->churn_role != ROLE_RESUMER)
+    return client_new (w, ROLE_CHURN, 0, NULL);
+  if (g_queue_is_empty (&w->free_slots))
+    return NULL;
+  slot = GPOINTER_TO_UINT (g_queue_pop_head (&w->free_slots));
+  g_snprintf (name, sizeof name, "r%05u%03u", w->first, slot);
+  return client_new_with (w, ROLE_RESUMER, 0, name, &w->resume_tickets[slot], TRUE);
+}
+
 static void
 worker_churn_refill (Worker *w)
 {
   while (w->churning && g_get_monotonic_time () < w->churn_end
          && g_hash_table_size (w->churn) < w->churn_target)
     {
+      Client *c = worker_churn_new (w);
+
       /* A connection refused at once is tried again at the next sweep, not in a tight loop. */
-      if (client_new (w, ROLE_CHURN, 0, NULL)->state == CLIENT_CLOSED)
+      if (c == NULL || c->state == CLIENT_CLOSED)
         break;
     }
+}
+
+/* The resumers' accounts sign up (or log in) once, for their first tickets. */
+static void
+worker_resume_prep (Worker *w,
+                    guint   n)
+{
+  if (w->n_resume >= n)
+    {
+      worker_reply ("resume-prep-done %u", w->n_resume);
+      return;
+    }
+  worker_free_tickets (w->resume_tickets, w->n_resume);
+  w->resume_tickets = g_new0 (Ticket, n);
+  w->n_resume = n;
+  w->prep_active = n;
+  w->prepping = TRUE;
+  for (guint k = 0; k < n; k++)
+    {
+      char name[32];
+
+      g_snprintf (name, sizeof name, "r%05u%03u", w->first, k);
+      client_new_with (w, ROLE_RESUMER, 0, name, &w->resume_tickets[k], FALSE);
+    }
+}
+
+static void
+worker_prep_check (Worker *w)
+{
+  guint ready = 0;
+
+  if (!w->prepping || w->prep_active > 0)
+    return;
+  for (guint k = 0; k < w->n_resume; k++)
+    ready += w->resume_tickets[k].ticket != NULL;
+  w->prepping = FALSE;
+  worker_reply ("resume-prep-done %u", ready);
 }
 
 static void
@@ -934,6 +1405,13 @@ worker_churn_done (Worker *w,
                    Client *c)
 {
   gint64 now = g_get_monotonic_time ();
+
+  if (c->role == ROLE_RESUMER && !c->resuming)
+    {
+      c->completed = TRUE;
+      client_close (c, NULL);
+      return;
+    }
 
   if (now < w->churn_end)
     {
@@ -1040,6 +1518,125 @@ worker_talk_check (Worker *w,
                 w->talk_errors, w->talk_late, w->talk_in_flight, w->talk_wrapped);
 }
 
+/* Mass reconnect */
+
+static void
+worker_reconnect_arm (Worker *w,
+                      guint   jitter_ms)
+{
+  w->reconnecting = w->tracking = TRUE;
+  w->jitter_ms = jitter_ms;
+  w->presence_bytes = w->users_bytes = 0;
+  w->rc_resumed = w->rc_full = w->rc_retries = 0;
+  w->rc_online_last = 0;
+  if (w->seen == NULL)
+    w->seen = g_malloc0 ((gsize) MAX (w->count, 1) * ((w->n_total + 7) / 8));
+  /* A user whose ticket is refused logs in with its password; every account exists. */
+  for (guint i = 0; i < w->count; i++)
+    w->use_auth[i] = TRUE;
+  worker_reply ("armed");
+}
+
+static void
+worker_reconnect_check (Worker *w,
+                        gint64  now)
+{
+  guint online = 0, complete = 0;
+  gint64 last = 0;
+
+  if (!w->reconnecting)
+    return;
+  for (guint i = 0; i < w->count; i++)
+    if (w->users[i] == NULL && w->reconnect_at[i] != 0 && now >= w->reconnect_at[i])
+      {
+        char name[16];
+
+        w->reconnect_at[i] = 0;
+        g_snprintf (name, sizeof name, "u%05u", w->first + i);
+        client_new (w, ROLE_USER, w->first + i, name);
+      }
+  if (!w->rc_waiting)
+    return;
+  for (guint i = 0; i < w->count; i++)
+    if (w->users[i] != NULL && w->users[i]->state == CLIENT_ONLINE)
+      {
+        online++;
+        if (w->seen_count[i] == w->n_total)
+          {
+            complete++;
+            last = MAX (last, w->complete_at[i]);
+          }
+      }
+  if ((online < w->count || complete < w->count) && now < w->rc_end)
+    return;
+  w->rc_waiting = FALSE;
+  worker_reply ("reconnect-done %u %u %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GUINT64_FORMAT
+                " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %"
+                G_GUINT64_FORMAT, online, complete, last, w->rc_online_last, w->presence_bytes,
+                w->users_bytes, w->rc_resumed, w->rc_full, w->rc_retries);
+}
+
+/* Relay and post */
+
+static void
+worker_relay_start (Worker *w,
+                    guint   seconds,
+                    guint   window)
+{
+  w->relaying = TRUE;
+  w->relay_end = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+  w->relay_sent = w->relay_received = w->relay_late = 0;
+  for (guint i = 0; i < w->count; i++)
+    if (w->users[i] != NULL && w->users[i]->state == CLIENT_ONLINE)
+      {
+        for (guint k = 0; k < MAX (window, 1); k++)
+          client_relay_one (w->users[i]);
+        client_flush (w->users[i]);
+      }
+}
+
+static void
+worker_relay_check (Worker *w,
+                    gint64  now)
+{
+  /* Relayed datagrams get no answer: the stragglers have a second to come. */
+  if (!w->relaying || now < w->relay_end + G_USEC_PER_SEC)
+    return;
+  w->relaying = FALSE;
+  worker_reply ("relay-done %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT,
+                w->relay_sent, w->relay_received, w->relay_late);
+}
+
+static void
+worker_post_start (Worker *w,
+                   guint   seconds,
+                   guint   window,
+                   guint   mailboxes)
+{
+  w->posting = TRUE;
+  w->post_window = MAX (window, 1);
+  w->mailboxes = MAX (mailboxes, 1);
+  w->post_end = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+  w->post_ok = w->post_refused = w->post_late = 0;
+  for (guint i = 0; i < w->count; i++)
+    if (w->users[i] != NULL)
+      client_post_more (w->users[i]);
+}
+
+static void
+worker_post_check (Worker *w,
+                   gint64  now)
+{
+  if (!w->posting || now < w->post_end)
+    return;
+  if (w->post_in_flight > 0 && now < w->post_end + TALK_DRAIN_US)
+    return;
+  w->posting = FALSE;
+  worker_reply ("post-done %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT
+                " %" G_GUINT64_FORMAT, w->post_ok, w->post_refused, w->post_late,
+                w->post_in_flight);
+}
+
 /* Deadlines and busy retries of every client, then whether a phase is over. */
 static void
 worker_scan_clients (Worker *w,
@@ -1064,7 +1661,9 @@ worker_scan_clients (Worker *w,
     {
       Client *c = l->data;
 
-      if (c->deadline != 0 && now >= c->deadline)
+      if (c->retry_at != 0 && now >= c->retry_at)
+        client_send_first_request (c);
+      else if (c->deadline != 0 && now >= c->deadline)
         client_close (c, "timed out");
     }
   worker_free_dead (w);
@@ -1083,6 +1682,10 @@ worker_sweep_cb (gpointer user_data)
   worker_churn_check (w, now);
   worker_join_check (w, now);
   worker_talk_check (w, now);
+  worker_prep_check (w);
+  worker_reconnect_check (w, now);
+  worker_relay_check (w, now);
+  worker_post_check (w, now);
   worker_free_dead (w);
   return G_SOURCE_CONTINUE;
 }
@@ -1105,6 +1708,7 @@ worker_command (Worker     *w,
   guint argc = g_strv_length (words);
   guint a = argc > 1 ? (guint) g_ascii_strtoull (words[1], NULL, 10) : 0;
   guint b = argc > 2 ? (guint) g_ascii_strtoull (words[2], NULL, 10) : 0;
+  guint c = argc > 3 ? (guint) g_ascii_strtoull (words[3], NULL, 10) : 0;
 
   if (argc == 0)
     return;
@@ -1114,8 +1718,15 @@ worker_command (Worker     *w,
       w->sign_start = g_get_monotonic_time ();
       worker_sign_refill (w);
     }
-  else if (g_str_equal (words[0], "handshake"))
+  else if (g_str_equal (words[0], "handshake") || g_str_equal (words[0], "resume")
+           || g_str_equal (words[0], "storm"))
     {
+      w->churn_role = g_str_equal (words[0], "resume") ? ROLE_RESUMER
+                      : g_str_equal (words[0], "storm") ? ROLE_STORM : ROLE_CHURN;
+      g_queue_clear (&w->free_slots);
+      for (guint k = 0; k < w->n_resume && k < MAX (b, 1); k++)
+        if (w->resume_tickets[k].ticket != NULL)
+          g_queue_push_tail (&w->free_slots, GUINT_TO_POINTER (k));
       w->churning = TRUE;
       w->churn_end = g_get_monotonic_time () + a * G_USEC_PER_SEC;
       w->churn_target = MAX (b, 1);
@@ -1139,6 +1750,26 @@ worker_command (Worker     *w,
     }
   else if (g_str_equal (words[0], "talk"))
     worker_talk_start (w, a, b);
+  else if (g_str_equal (words[0], "resume-prep"))
+    worker_resume_prep (w, MAX (a, 1));
+  else if (g_str_equal (words[0], "reconnect-arm"))
+    worker_reconnect_arm (w, a);
+  else if (g_str_equal (words[0], "reconnect-wait"))
+    {
+      /* The failures worth telling are those after the restart. */
+      w->n_errors = 0;
+      w->rc_waiting = TRUE;
+      w->rc_end = g_get_monotonic_time () + (gint64) a * 1000;
+    }
+  else if (g_str_equal (words[0], "reconnect-end"))
+    {
+      w->reconnecting = w->tracking = FALSE;
+      worker_reply ("ended");
+    }
+  else if (g_str_equal (words[0], "relay"))
+    worker_relay_start (w, a, b);
+  else if (g_str_equal (words[0], "post"))
+    worker_post_start (w, a, b, c);
   else if (g_str_equal (words[0], "status"))
     worker_status (w);
   else if (g_str_equal (words[0], "quit"))
@@ -1270,6 +1901,13 @@ struct _Bench
   guint             concurrency;
   guint             joins;
   const char       *gchatd_path;
+  const char       *phases;      /* NULL: all */
+  guint             jitter_ms;
+  guint             relay_window;
+  guint             post_window;
+  guint             mailboxes;
+  guint             storm_window;
+  guint             resume_window;
 
   char             *dir;
   char             *public_path;
@@ -1321,6 +1959,38 @@ struct _Bench
   guint64           talk_left;
   gboolean          talk_wrapped;
   CpuUse            talk_cpu;
+
+  HandshakeFigures  rs_empty;
+  HandshakeFigures  rs_idle;
+  gboolean          rc_measured;
+  double            rc_stop_s;      /* SIGTERM until gchatd was gone */
+  double            rc_start_s;     /* SIGTERM until the new gchatd accepted */
+  double            rc_online_s;    /* SIGTERM until the last client was back */
+  double            rc_complete_s;  /* SIGTERM until the last online list was complete */
+  guint             rc_online;
+  guint             rc_complete;
+  guint64           rc_presence;
+  guint64           rc_users;
+  guint64           rc_resumed;
+  guint64           rc_full;
+  guint64           rc_retries;
+  CpuUse            rc_cpu;
+  gboolean          relay_measured;
+  guint64           relay_sent;
+  guint64           relay_received;
+  guint64           relay_late;
+  CpuUse            relay_cpu;
+  gboolean          post_measured;
+  guint64           post_ok;
+  guint64           post_refused;
+  guint64           post_late;
+  guint64           post_left;
+  CpuUse            post_cpu;
+  guint64           mail_got;
+  double            mail_seconds;
+  HandshakeFigures  storm;
+  GArray           *ping_idle;      /* sorted RTTs, µs */
+  GArray           *ping_storm;
 };
 
 /* /proc */
@@ -1545,9 +2215,12 @@ find_free_port (void)
   return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
 }
 
+/* With @lowered, Argon2id at m=64 KiB, t=1 for the sign-ups of the session test; otherwise
+ * gchatd's default cost, for the log-in storm. */
 static gboolean
-write_config (Bench   *b,
-              GError **error)
+write_config (Bench     *b,
+              gboolean   lowered,
+              GError   **error)
 {
   g_autofree char *path = g_build_filename (b->dir, "config.yaml", NULL);
   g_autofree char *text = NULL;
@@ -1557,9 +2230,10 @@ write_config (Bench   *b,
                          "server_certificate: server-public.pem\n"
                          "server_privateKey: server-private.pem\n"
                          "data_base: users.json\n"
-                         "argon2_memory_kib: 64\n"
-                         "argon2_iterations: 1\n"
-                         "max_connections: %u\n", b->port, MAX_CONNECTIONS);
+                         "%s"
+                         "max_connections: %u\n", b->port,
+                         lowered ? "argon2_memory_kib: 64\nargon2_iterations: 1\n" : "",
+                         MAX_CONNECTIONS);
   return g_file_set_contents (path, text, -1, error);
 }
 
@@ -1985,14 +2659,33 @@ joiner_log_out (Bench  *b,
 
 /* The joiners' accounts exist before anyone else logs in, so that joining is only a log-in. */
 static gboolean
+bench_sign_up_one (Bench      *b,
+                   const char *name)
+{
+  g_autoptr(Client) c = joiner_connect (b, name);
+
+  return c != NULL && joiner_log_in (b, c, GCHAT_MESSAGE_SIGN) && joiner_log_out (b, c);
+}
+
+static gboolean bench_wants (Bench      *b,
+                             const char *phase);
+
+/* So are the mailboxes that the post phase writes to, which stay offline until it is over. */
+static gboolean
 bench_sign_up_joiners (Bench *b)
 {
-  for (guint round = 1; round <= b->joins; round++)
+  for (guint round = 1; round <= MAX (b->joins, 1); round++)
     {
       g_autofree char *name = g_strdup_printf ("j%04u", round);
-      g_autoptr(Client) c = joiner_connect (b, name);
 
-      if (c == NULL || !joiner_log_in (b, c, GCHAT_MESSAGE_SIGN) || !joiner_log_out (b, c))
+      if (!bench_sign_up_one (b, name))
+        return FALSE;
+    }
+  for (guint k = 1; bench_wants (b, "post") && k <= b->mailboxes; k++)
+    {
+      g_autofree char *name = g_strdup_printf ("m%04u", k);
+
+      if (!bench_sign_up_one (b, name))
         return FALSE;
     }
   return TRUE;
@@ -2032,19 +2725,17 @@ phase_unwrap (Bench *b)
   return TRUE;
 }
 
+/* A churn of short connections (`handshake`, `resume` or `storm`) for @seconds. */
 static gboolean
-phase_handshakes (Bench            *b,
-                  HandshakeFigures *figures,
-                  const char       *label)
+phase_churn (Bench            *b,
+             const char       *command,
+             HandshakeFigures *figures)
 {
-  g_autofree char *command = g_strdup_printf ("handshake %u %u", b->seconds, b->concurrency);
   g_autoptr(GPtrArray) lines = NULL;
   CpuMark mark;
 
-  printf ("bench: handshakes (%s): %u connections at a time per worker for %u s\n", label,
-          b->concurrency, b->seconds);
   cpu_mark (b, &mark);
-  lines = bench_ask (b, command, "handshake-done", (b->seconds + 30) * 1000);
+  lines = bench_ask (b, command, "handshake-done", (b->seconds + 150) * 1000);
   if (lines == NULL)
     return FALSE;
   /* The CPU of the measured window only, not of the stragglers after it. */
@@ -2057,6 +2748,43 @@ phase_handshakes (Bench            *b,
   figures->latency_ms = figures->done ? sum_field (lines, "handshake-done", 3) / 1000.0
                                         / figures->done : 0;
   return TRUE;
+}
+
+static gboolean
+phase_handshakes (Bench            *b,
+                  HandshakeFigures *figures,
+                  const char       *label)
+{
+  g_autofree char *command = g_strdup_printf ("handshake %u %u", b->seconds, b->concurrency);
+
+  printf ("bench: handshakes (%s): %u connections at a time per worker for %u s\n", label,
+          b->concurrency, b->seconds);
+  return phase_churn (b, command, figures);
+}
+
+/* Each worker's resumers log in once for a ticket, then reconnect with it over and over:
+ * connect, hello, resumption message, `result` `resume`, close. */
+static gboolean
+phase_resume (Bench            *b,
+              HandshakeFigures *figures,
+              const char       *label)
+{
+  g_autofree char *prep = g_strdup_printf ("resume-prep %u", b->resume_window);
+  g_autofree char *command = g_strdup_printf ("resume %u %u", b->seconds, b->resume_window);
+  g_autoptr(GPtrArray) lines = bench_ask (b, prep, "resume-prep-done", 120000);
+  guint64 ready;
+
+  if (lines == NULL)
+    return FALSE;
+  ready = sum_field (lines, "resume-prep-done", 0);
+  printf ("bench: resumptions (%s): %u connections at a time per worker for %u s, %"
+          G_GUINT64_FORMAT " tickets\n", label, b->resume_window, b->seconds, ready);
+  if (ready == 0)
+    {
+      printf ("bench:   gchatd gave no tickets: resumption not measured\n");
+      return TRUE;
+    }
+  return phase_churn (b, command, figures);
 }
 
 static gint64
@@ -2206,6 +2934,226 @@ phase_talk (Bench *b)
   return TRUE;
 }
 
+static gboolean
+phase_relay (Bench *b)
+{
+  g_autofree char *command = g_strdup_printf ("relay %u %u", b->seconds, b->relay_window);
+  g_autoptr(GPtrArray) lines = NULL;
+  CpuMark mark;
+
+  printf ("bench: relay: %u 200-byte datagrams per user passed round the ring of users for "
+          "%u s\n", b->relay_window, b->seconds);
+  cpu_mark (b, &mark);
+  lines = bench_ask (b, command, "relay-done", (b->seconds + 30) * 1000);
+  if (lines == NULL)
+    return FALSE;
+  cpu_since (b, &mark, &b->relay_cpu);
+  b->relay_measured = TRUE;
+  b->relay_sent = sum_field (lines, "relay-done", 0);
+  b->relay_received = sum_field (lines, "relay-done", 1);
+  b->relay_late = sum_field (lines, "relay-done", 2);
+  return TRUE;
+}
+
+static guint
+count_mails (GPtrArray *boxes)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < boxes->len; i++)
+    n += ((Client *) boxes->pdata[i])->mails;
+  return n;
+}
+
+typedef struct {
+  GPtrArray *boxes;
+  guint64    expected;
+} MailWait;
+
+static gboolean
+mail_all_in (Bench    *b,
+             gpointer  data)
+{
+  MailWait *wait = data;
+
+  return count_mails (wait->boxes) >= wait->expected;
+}
+
+/* The mailbox users log in together and get what was posted to them as `mail`. */
+static gboolean
+phase_mail (Bench *b)
+{
+  g_autoptr(GPtrArray) boxes = g_ptr_array_new_with_free_func ((GDestroyNotify) joiner_free);
+  MailWait wait = { boxes, b->post_ok + b->post_late };
+  gint64 start;
+
+  for (guint k = 1; k <= b->mailboxes; k++)
+    {
+      g_autofree char *name = g_strdup_printf ("m%04u", k);
+      Client *c = joiner_connect (b, name);
+
+      if (c == NULL)
+        return FALSE;
+      g_ptr_array_add (boxes, c);
+    }
+  start = g_get_monotonic_time ();
+  /* In waves below gchatd's Argon2id queue (64), which answers more with `busy`. */
+  for (guint i = 0; i < boxes->len; i++)
+    {
+      client_send_login (boxes->pdata[i], GCHAT_MESSAGE_AUTH);
+      if ((i + 1) % 32 == 0 || i + 1 == boxes->len)
+        for (guint j = i + 1 - MIN (i + 1, 32); j <= i; j++)
+          if (!bench_wait (b, client_settled, boxes->pdata[j], 20000, "a mailbox user's log-in"))
+            return FALSE;
+    }
+  bench_wait (b, mail_all_in, &wait, 120000, "the mail");
+  b->mail_seconds = (g_get_monotonic_time () - start) / 1e6;
+  b->mail_got = count_mails (boxes);
+  printf ("bench:   %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " mails delivered to %u users "
+          "logging in at once, in %.2f s\n", b->mail_got, wait.expected, b->mailboxes,
+          b->mail_seconds);
+  return TRUE;
+}
+
+static gboolean
+phase_post (Bench *b)
+{
+  g_autofree char *command = g_strdup_printf ("post %u %u %u", b->seconds, b->post_window,
+                                              b->mailboxes);
+  g_autoptr(GPtrArray) lines = NULL;
+  CpuMark mark;
+
+  printf ("bench: posts: every user keeps %u `post` in flight to %u offline users for %u s\n",
+          b->post_window, b->mailboxes, b->seconds);
+  cpu_mark (b, &mark);
+  lines = bench_ask (b, command, "post-done", (b->seconds + 30) * 1000);
+  if (lines == NULL)
+    return FALSE;
+  cpu_since (b, &mark, &b->post_cpu);
+  b->post_measured = TRUE;
+  b->post_ok = sum_field (lines, "post-done", 0);
+  b->post_refused = sum_field (lines, "post-done", 1);
+  b->post_late = sum_field (lines, "post-done", 2);
+  b->post_left = sum_field (lines, "post-done", 3);
+  return phase_mail (b);
+}
+
+static void
+bench_reconnect_figures (Bench     *b,
+                         GPtrArray *lines,
+                         gint64     stop)
+{
+  b->rc_measured = TRUE;
+  b->rc_online = sum_field (lines, "reconnect-done", 0);
+  b->rc_complete = sum_field (lines, "reconnect-done", 1);
+  b->rc_complete_s = (extreme_field (lines, "reconnect-done", 2, TRUE) - stop) / 1e6;
+  b->rc_online_s = (extreme_field (lines, "reconnect-done", 3, TRUE) - stop) / 1e6;
+  b->rc_presence = sum_field (lines, "reconnect-done", 4);
+  b->rc_users = sum_field (lines, "reconnect-done", 5);
+  b->rc_resumed = sum_field (lines, "reconnect-done", 6);
+  b->rc_full = sum_field (lines, "reconnect-done", 7);
+  b->rc_retries = sum_field (lines, "reconnect-done", 8);
+}
+
+/* gchatd stops (SIGTERM) and starts again on the same files and port; every client comes
+ * back by itself with its ticket. The restarted gchatd runs at the default Argon2id cost, for
+ * the log-in storm after it: accounts keep the cost they were made with. */
+static gboolean
+phase_reconnect (Bench *b)
+{
+  g_autofree char *arm = g_strdup_printf ("reconnect-arm %u", b->jitter_ms);
+  g_autoptr(GPtrArray) armed = NULL;
+  g_autoptr(GPtrArray) lines = NULL;
+  g_autoptr(GPtrArray) ended = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 stop;
+  CpuMark mark;
+
+  printf ("bench: mass reconnect: gchatd restarted under %d clients, each back after 0–%u ms\n",
+          b->online, b->jitter_ms);
+  if ((armed = bench_ask (b, arm, "armed", 10000)) == NULL)
+    return FALSE;
+  if (!write_config (b, FALSE, &error))
+    {
+      g_printerr ("bench-server: %s\n", error->message);
+      return FALSE;
+    }
+  stop = g_get_monotonic_time ();
+  bench_stop_gchatd (b);
+  b->rc_stop_s = (g_get_monotonic_time () - stop) / 1e6;
+  g_clear_object (&b->gchatd);
+  b->gchatd_exited = FALSE;
+  if (!bench_start_gchatd (b))
+    return FALSE;
+  b->rc_start_s = (g_get_monotonic_time () - stop) / 1e6;
+  cpu_mark (b, &mark);
+  lines = bench_ask (b, "reconnect-wait 60000", "reconnect-done", 90000);
+  if (lines == NULL)
+    return FALSE;
+  cpu_since (b, &mark, &b->rc_cpu);
+  bench_reconnect_figures (b, lines, stop);
+  printf ("bench:   %u online, %u with a complete list, %.2f s after SIGTERM\n", b->rc_online,
+          b->rc_complete, b->rc_complete_s);
+  if (b->rc_complete < b->clients)
+    print_gchatd_log_tail (b);
+  ended = bench_ask (b, "reconnect-end", "ended", 10000);
+  return ended != NULL;
+}
+
+static gboolean
+ping_cb (gpointer user_data)
+{
+  Client *c = user_data;
+  Worker *w = c->worker;
+  gint64 now = g_get_monotonic_time ();
+
+  if (c->state != CLIENT_ONLINE)
+    return G_SOURCE_CONTINUE;
+  g_array_append_val (w->ping_sent, now);
+  client_send_simple (c, GCHAT_MESSAGE_PING, w->ping_sent->len);
+  return G_SOURCE_CONTINUE;
+}
+
+static GArray *
+take_rtts (Worker *w)
+{
+  GArray *rtts = g_array_copy (w->ping_rtt);
+
+  g_array_set_size (w->ping_rtt, 0);
+  g_array_sort (rtts, compare_int64);
+  return rtts;
+}
+
+/* A logged-in client pings every PING_MS while others log in at gchatd's default Argon2id
+ * cost, each with a full handshake: the round trips show how long gchatd's main loop stalls. */
+static gboolean
+phase_storm (Bench *b)
+{
+  g_autofree char *command = g_strdup_printf ("storm %u %u", b->seconds, b->storm_window);
+  g_autoptr(Client) c = joiner_connect (b, "j0001");
+  Worker *w = b->local;
+  guint ping_id;
+  gboolean ok;
+
+  if (c == NULL || !joiner_log_in (b, c, GCHAT_MESSAGE_AUTH))
+    return FALSE;
+  printf ("bench: log-in storm at Argon2id m=%u KiB, t=%u: %u sign-ups at a time per worker for "
+          "%u s, with a `ping` every %u ms from an idle client\n",
+          GCHAT_ARGON2_DEFAULT_MEMORY_KIB, GCHAT_ARGON2_DEFAULT_ITERATIONS, b->storm_window,
+          b->seconds, PING_MS);
+  w->ping_sent = g_array_new (FALSE, FALSE, sizeof (gint64));
+  w->ping_rtt = g_array_new (FALSE, FALSE, sizeof (gint64));
+  c->pinger = TRUE;
+  ping_id = g_timeout_add (PING_MS, ping_cb, c);
+  ok = bench_sleep (b, b->seconds * 1000);
+  b->ping_idle = take_rtts (w);
+  ok = ok && phase_churn (b, command, &b->storm);
+  b->ping_storm = take_rtts (w);
+  g_source_remove (ping_id);
+  c->pinger = FALSE;
+  return ok && joiner_log_out (b, c);
+}
+
 /* The report */
 
 static gint64
@@ -2235,6 +3183,73 @@ format_handshakes (Bench                  *b,
     return g_strdup ("not measured");
   return g_strdup_printf ("%.1f/s = **%.0f %%** of 2 × %.1f unwraps/s", figures->rate,
                          100.0 * figures->rate / (2 * b->unwrap_rate), b->unwrap_rate);
+}
+
+static char *
+format_resumptions (const HandshakeFigures *figures)
+{
+  if (!figures->measured)
+    return g_strdup ("not measured");
+  return g_strdup_printf ("**%.0f/s** (%.1f ms each)", figures->rate, figures->latency_ms);
+}
+
+static char *
+format_p99 (GArray *rtts)
+{
+  if (rtts == NULL || rtts->len == 0)
+    return g_strdup ("no samples");
+  return g_strdup_printf ("%.1f", percentile (rtts, 0.99) / 1e3);
+}
+
+static void
+print_new_rows (Bench *b)
+{
+  g_autofree char *rs_idle_label = g_strdup_printf ("Resumptions per second, %u sessions idle",
+                                                   b->clients);
+  g_autofree char *rs_idle = format_resumptions (&b->rs_idle);
+  g_autofree char *rs_empty = format_resumptions (&b->rs_empty);
+  g_autofree char *rc_label = g_strdup_printf ("gchatd restarted under %u clients: all back "
+                                              "online / all online lists complete", b->clients);
+  g_autofree char *rc = NULL;
+  g_autofree char *traffic = NULL;
+  g_autofree char *relay = NULL;
+  g_autofree char *post = NULL;
+  g_autofree char *mail = NULL;
+  g_autofree char *storm = NULL;
+  g_autofree char *p99_idle = format_p99 (b->ping_idle);
+  g_autofree char *p99_storm = format_p99 (b->ping_storm);
+
+  rc = !b->rc_measured ? g_strdup ("not measured")
+       : b->rc_complete < b->clients
+       ? g_strdup_printf ("%u of %u back online, %u lists complete after 60 s", b->rc_online,
+                          b->clients, b->rc_complete)
+       : g_strdup_printf ("%.2f s / **%.2f s** after SIGTERM (%u / %u of %u)", b->rc_online_s,
+                          b->rc_complete_s, b->rc_online, b->rc_complete, b->clients);
+  traffic = !b->rc_measured ? g_strdup ("not measured")
+            : g_strdup_printf ("presence **%.0f B**, `users` lists %.0f B per client",
+                               b->rc_presence / (double) b->clients,
+                               b->rc_users / (double) b->clients);
+  relay = !b->relay_measured ? g_strdup ("not measured")
+          : g_strdup_printf ("**%.0f/s** delivered (`relay` → `relayed`)",
+                             b->relay_received / (double) b->seconds);
+  post = !b->post_measured ? g_strdup ("not measured")
+         : g_strdup_printf ("**%.0f/s** acknowledged durable", b->post_ok / (double) b->seconds);
+  mail = !b->post_measured ? g_strdup ("not measured")
+         : g_strdup_printf ("**%.0f/s** (%" G_GUINT64_FORMAT " in %.2f s)",
+                            b->mail_got / MAX (b->mail_seconds, 1e-3), b->mail_got,
+                            b->mail_seconds);
+  storm = !b->storm.measured ? g_strdup ("not measured")
+          : g_strdup_printf ("p99 **%s ms** (idle: %s ms), %.1f log-ins/s", p99_storm, p99_idle,
+                             b->storm.rate);
+  print_row (rs_idle_label, rs_idle, "≥ 2,000/s");
+  print_row ("Resumptions per second, no sessions", rs_empty, "≥ 2,000/s");
+  print_row (rc_label, rc, "≤ 10 s");
+  print_row ("Online-list traffic per client in that reconnect", traffic, "≈ linear in N");
+  print_row ("Relayed 200-byte datagrams per second", relay, "");
+  print_row ("Posts to offline users per second", post, "");
+  print_row ("Mail delivered at the recipients' log-in", mail, "");
+  print_row ("Main-loop delay (ping round trip) during a log-in storm at the default Argon2id "
+             "cost", storm, "p99 < 20 ms");
 }
 
 static void
@@ -2276,6 +3291,7 @@ print_table (Bench *b)
   print_row ("Handshakes per second, no sessions", hs_empty, "≥ 80 %");
   print_row ("Pair keys issued per second", talk, "≥ 20,000/s");
   print_row (join_label, join, "p99 < 250 ms");
+  print_new_rows (b);
 }
 
 static char *
@@ -2293,9 +3309,9 @@ print_handshake_figures (const char             *label,
 
   if (!f->measured)
     return;
-  printf ("- Handshakes, %s: %" G_GUINT64_FORMAT " done in the window (%" G_GUINT64_FORMAT
-          " after it, %" G_GUINT64_FORMAT " failed), %.1f ms each from connect to pong; %s\n",
-          label, f->done, f->late, f->failed, f->latency_ms, cpu);
+  printf ("- %s: %" G_GUINT64_FORMAT " done in the window (%" G_GUINT64_FORMAT
+          " after it, %" G_GUINT64_FORMAT " failed), %.1f ms each from connect to its answer; "
+          "%s\n", label, f->done, f->late, f->failed, f->latency_ms, cpu);
 }
 
 static void
@@ -2334,6 +3350,41 @@ print_join_figures (Bench *b)
 }
 
 static void
+print_new_figures (Bench *b)
+{
+  g_autofree char *rc_cpu = format_cpu (&b->rc_cpu);
+  g_autofree char *relay_cpu = format_cpu (&b->relay_cpu);
+  g_autofree char *post_cpu = format_cpu (&b->post_cpu);
+
+  print_handshake_figures ("Resumptions, no sessions", &b->rs_empty);
+  print_handshake_figures ("Resumptions, sessions idle", &b->rs_idle);
+  if (b->rc_measured)
+    printf ("- Mass reconnect: gchatd took %.2f s to stop and accepted again %.2f s after SIGTERM;"
+            " %" G_GUINT64_FORMAT " sessions resumed, %" G_GUINT64_FORMAT " full log-ins, %"
+            G_GUINT64_FORMAT " attempts failed and were tried again; received %.1f MB of "
+            "presence and %.1f MB of `users` lists in all; %s\n", b->rc_stop_s, b->rc_start_s,
+            b->rc_resumed, b->rc_full, b->rc_retries, b->rc_presence / 1e6, b->rc_users / 1e6,
+            rc_cpu);
+  if (b->relay_measured)
+    printf ("- Relay: %" G_GUINT64_FORMAT " sent, %" G_GUINT64_FORMAT " delivered in %u s, %"
+            G_GUINT64_FORMAT " after it; %s\n", b->relay_sent, b->relay_received, b->seconds,
+            b->relay_late, relay_cpu);
+  if (b->post_measured)
+    printf ("- Posts: %" G_GUINT64_FORMAT " acknowledged in %u s, %" G_GUINT64_FORMAT
+            " after it, %" G_GUINT64_FORMAT " refused, %" G_GUINT64_FORMAT " never answered; %s\n",
+            b->post_ok, b->seconds, b->post_late, b->post_refused, b->post_left, post_cpu);
+  print_handshake_figures ("Log-in storm (full handshake and `sign` at the default cost)",
+                           &b->storm);
+  if (b->ping_storm != NULL && b->ping_storm->len > 0)
+    printf ("- Ping round trips: idle %u samples, p50 %.2f / p99 %.2f / max %.2f ms; during the "
+            "storm %u samples, p50 %.2f / p99 %.2f / max %.2f ms\n", b->ping_idle->len,
+            percentile (b->ping_idle, 0.5) / 1e3, percentile (b->ping_idle, 0.99) / 1e3,
+            percentile (b->ping_idle, 1.0) / 1e3, b->ping_storm->len,
+            percentile (b->ping_storm, 0.5) / 1e3, percentile (b->ping_storm, 0.99) / 1e3,
+            percentile (b->ping_storm, 1.0) / 1e3);
+}
+
+static void
 print_raw_figures (Bench *b)
 {
   g_autofree char *sign_cpu = format_cpu (&b->sign_cpu);
@@ -2353,12 +3404,13 @@ print_raw_figures (Bench *b)
     printf ("- Sessions at the end: %d online, %u lost during the run; with all of them idle "
             "(a keepalive `ping` each per 30 s) gchatd used %.0f %% of a core\n", b->online,
             b->lost, b->idle_cpu);
-  print_handshake_figures ("no sessions", &b->hs_empty);
-  print_handshake_figures ("sessions idle", &b->hs_idle);
+  print_handshake_figures ("Handshakes, no sessions", &b->hs_empty);
+  print_handshake_figures ("Handshakes, sessions idle", &b->hs_idle);
   if (b->talk_measured)
     print_talk_figures (b);
   if (b->join_answered->len > 0)
     print_join_figures (b);
+  print_new_figures (b);
 }
 
 static void
@@ -2391,7 +3443,8 @@ bench_prepare (Bench *b)
   b->port = find_free_port ();
   b->address = loopback_address (b->port);
   if (b->key == NULL || !gchat_rsa_key_save_private (b->key, private_path, &error)
-      || !gchat_rsa_key_save_public (b->key, b->public_path, &error) || !write_config (b, &error))
+      || !gchat_rsa_key_save_public (b->key, b->public_path, &error)
+      || !write_config (b, TRUE, &error))
     {
       g_printerr ("bench-server: %s\n", error->message);
       return FALSE;
@@ -2421,6 +3474,47 @@ bench_cleanup (Bench *b)
   g_clear_object (&b->cancellable);
   g_clear_pointer (&b->join_answered, g_array_unref);
   g_clear_pointer (&b->join_sent, g_array_unref);
+  g_clear_pointer (&b->ping_idle, g_array_unref);
+  g_clear_pointer (&b->ping_storm, g_array_unref);
+}
+
+static gboolean
+bench_wants (Bench      *b,
+             const char *phase)
+{
+  g_auto(GStrv) names = NULL;
+
+  if (b->phases == NULL)
+    return TRUE;
+  names = g_strsplit (b->phases, ",", -1);
+  /* The log-in storm needs the restart that sets gchatd's default Argon2id cost. */
+  return g_strv_contains ((const char * const *) names, phase)
+         || (g_str_equal (phase, "reconnect") && g_strv_contains ((const char * const *) names,
+                                                                  "storm"));
+}
+
+/* The phases after the sign-up, each when wanted and each after gchatd settled. */
+static gboolean
+bench_run_loaded (Bench *b)
+{
+  if (bench_wants (b, "join") && !phase_join (b))
+    return FALSE;
+  if (bench_wants (b, "handshakes") && !phase_handshakes (b, &b->hs_idle, "sessions idle"))
+    return FALSE;
+  if (bench_wants (b, "talk") && !phase_talk (b))
+    return FALSE;
+  if (bench_wants (b, "resume")
+      && (!bench_settle (b, NULL) || !phase_resume (b, &b->rs_idle, "sessions idle")))
+    return FALSE;
+  if (bench_wants (b, "relay") && (!bench_settle (b, NULL) || !phase_relay (b)))
+    return FALSE;
+  if (bench_wants (b, "post") && (!bench_settle (b, NULL) || !phase_post (b)))
+    return FALSE;
+  if (bench_wants (b, "reconnect") && (!bench_settle (b, NULL) || !phase_reconnect (b)))
+    return FALSE;
+  if (bench_wants (b, "storm") && (!bench_settle (b, NULL) || !phase_storm (b)))
+    return FALSE;
+  return TRUE;
 }
 
 /* Every phase in order; FALSE at the first that fails. */
@@ -2431,16 +3525,20 @@ bench_run (Bench *b)
     return FALSE;
   read_memory (b->gchatd_pid, &b->base0);
   b->local = worker_new (b->key, b->address, 0, 0, b->clients);
-  if (!bench_start_workers (b) || !bench_sign_up_joiners (b)
-      || !phase_handshakes (b, &b->hs_empty, "no sessions") || !bench_settle (b, NULL))
+  if (!bench_start_workers (b) || !bench_sign_up_joiners (b))
+    return FALSE;
+  if (bench_wants (b, "handshakes")
+      && (!phase_handshakes (b, &b->hs_empty, "no sessions") || !bench_settle (b, NULL)))
+    return FALSE;
+  if (bench_wants (b, "resume")
+      && (!phase_resume (b, &b->rs_empty, "no sessions") || !bench_settle (b, NULL)))
     return FALSE;
   read_memory (b->gchatd_pid, &b->base1);
   if (!phase_sessions (b) || !bench_settle (b, &b->idle_cpu))
     return FALSE;
   read_memory (b->gchatd_pid, &b->after);
   b->memory_measured = TRUE;
-  if (!bench_status (b) || !phase_join (b) || !phase_handshakes (b, &b->hs_idle, "sessions idle")
-      || !phase_talk (b))
+  if (!bench_status (b) || !bench_run_loaded (b))
     return FALSE;
   /* Whether every session lived through all of it. */
   return bench_settle (b, NULL) && bench_status (b);
@@ -2464,8 +3562,9 @@ check_options (Bench *b)
   struct rlimit limit = { 0 };
 
   getrlimit (RLIMIT_NOFILE, &limit);
-  if (b->clients < 2 || b->clients > 99999 || b->clients + b->n_workers * b->concurrency + 100
-                                                  > MAX_CONNECTIONS)
+  if (b->clients < 2 || b->clients > 99999
+      || b->clients + b->n_workers * MAX (b->concurrency, b->resume_window) + 100
+         > MAX_CONNECTIONS)
     g_printerr ("bench-server: --clients must be 2 or more, and leave room under gchatd's "
                 "limit of %u connections\n", MAX_CONNECTIONS);
   else if (b->n_workers < 1 || b->n_workers > 64 || b->seconds < 1 || b->seconds > 600
@@ -2473,9 +3572,15 @@ check_options (Bench *b)
     g_printerr ("bench-server: --workers must be 1 to 64, --seconds 1 to 600 and --joins 1 "
                 "to 100\n");
   else if (b->talk_window < 1 || b->talk_window > 1000 || b->concurrency < 1
-           || b->concurrency > 1000)
-    g_printerr ("bench-server: --talk-window and --concurrency must be 1 to 1000\n");
-  else if ((b->clients + b->n_workers - 1) / b->n_workers + b->concurrency
+           || b->concurrency > 1000 || b->relay_window < 1 || b->relay_window > 1000
+           || b->post_window < 1 || b->post_window > 1000 || b->storm_window < 1
+           || b->storm_window > 1000 || b->resume_window < 1 || b->resume_window > 999)
+    g_printerr ("bench-server: --talk-window, --relay-window, --post-window, --storm-window, "
+                "--resume-window (below 1000) and --concurrency must be 1 to 1000\n");
+  else if (b->mailboxes < 1 || b->mailboxes > 9999 || b->jitter_ms > 60000)
+    g_printerr ("bench-server: --mailboxes must be 1 to 9999 and --jitter at most 60000\n");
+  else if ((b->clients + b->n_workers - 1) / b->n_workers
+           + MAX (b->concurrency, b->resume_window)
            > MIN (MAX_CLIENTS_PER_WORKER, limit.rlim_cur - 100))
     g_printerr ("bench-server: %u clients per worker is more than a process may open "
                 "files for here: use more --workers\n", b->clients / b->n_workers);
@@ -2493,7 +3598,9 @@ check_options (Bench *b)
 /* The parent's options, and the hidden ones a worker is started with. */
 static Bench bench = {
   .clients = 10000, .n_workers = 4, .seconds = 5, .talk_window = 4, .concurrency = 16,
-  .joins = 3, .gchatd_path = GCHATD_PATH, .online = -1, .listed = -1,
+  .joins = 3, .gchatd_path = GCHATD_PATH, .online = -1, .listed = -1, .jitter_ms = 1000,
+  .relay_window = 1, .post_window = 1, .mailboxes = 100, .storm_window = 8,
+  .resume_window = 64,
 };
 static gboolean opt_worker;
 static char *opt_key;
@@ -2509,6 +3616,21 @@ static const GOptionEntry entries[] = {
     "Handshakes in flight per worker (16)", "C" },
   { "joins", 0, 0, G_OPTION_ARG_INT, &bench.joins, "Join rounds (3)", "J" },
   { "gchatd", 0, 0, G_OPTION_ARG_FILENAME, &bench.gchatd_path, "The gchatd to run", "PATH" },
+  { "phases", 0, 0, G_OPTION_ARG_STRING, &bench.phases,
+    "Phases besides the sign-up, comma-separated: handshakes, join, talk, resume, relay, post, "
+    "reconnect, storm (all)", "LIST" },
+  { "jitter", 0, 0, G_OPTION_ARG_INT, &bench.jitter_ms,
+    "Largest random delay before a client reconnects, in ms (1000)", "MS" },
+  { "relay-window", 0, 0, G_OPTION_ARG_INT, &bench.relay_window,
+    "Relayed datagrams in flight per user (1)", "K" },
+  { "post-window", 0, 0, G_OPTION_ARG_INT, &bench.post_window,
+    "Posts in flight per user (1)", "K" },
+  { "mailboxes", 0, 0, G_OPTION_ARG_INT, &bench.mailboxes,
+    "Offline users the posts go to (100)", "M" },
+  { "resume-window", 0, 0, G_OPTION_ARG_INT, &bench.resume_window,
+    "Resumptions in flight per worker (64)", "K" },
+  { "storm-window", 0, 0, G_OPTION_ARG_INT, &bench.storm_window,
+    "Log-ins in flight per worker in the storm (8)", "K" },
   { "worker", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_worker, NULL, NULL },
   { "key", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, &opt_key, NULL, NULL },
   { "port", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &opt_port, NULL, NULL },

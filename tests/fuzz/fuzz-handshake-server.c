@@ -2,6 +2,8 @@
 /* libFuzzer target: the server's handshake fed a client key message, and a sealed channel
  * opening the frames that follow, as gchatd handles a new connection. */
 
+#include <string.h>
+
 #include "fuzz-common.h"
 #include "gchat-frame.h"
 #include "gchat-handshake.h"
@@ -16,6 +18,17 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 /* The server's key, made once per process: 2048 bits, the smallest allowed, to keep start-up
  * short. */
 static GchatRsaKey *server_key;
+/* Resumption (PROTOCOL.md §3.5): a fixed ticket key, and a ticket sealed with it at start. */
+#define TICKET_KEY_ID 1
+static const guint8 ticket_key[GCHAT_TICKET_KEY_SIZE] = {
+  0x74, 0x69, 0x63, 0x6b, 0x65, 0x74, 0x20, 0x6b, 0x65, 0x79, 0x20, 0x66, 0x6f, 0x72, 0x20, 0x66,
+  0x75, 0x7a, 0x7a, 0x69, 0x6e, 0x67, 0x20, 0x6f, 0x6e, 0x6c, 0x79, 0x21, 0x21, 0x21, 0x21, 0x21,
+};
+static const guint8 resume_secret[GCHAT_RESUME_SECRET_SIZE] = {
+  0x72, 0x65, 0x73, 0x75, 0x6d, 0x65, 0x20, 0x73, 0x65, 0x63, 0x72, 0x65, 0x74, 0x20, 0x66, 0x6f,
+  0x72, 0x20, 0x66, 0x75, 0x7a, 0x7a, 0x69, 0x6e, 0x67, 0x20, 0x6f, 0x6e, 0x6c, 0x79, 0x2e, 0x2e,
+};
+static GBytes *ticket;
 
 /* The input's first byte picks one of these; make-corpus writes seeds for each. */
 enum {
@@ -29,10 +42,14 @@ int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
   g_autoptr(GError) error = NULL;
+  GchatTicket plain = { "alice", 0, G_MAXINT64, { 0 }, { 0 } };
 
   fuzz_init ();
   server_key = gchat_rsa_key_generate (GCHAT_RSA_KEY_MIN_BITS, &error);
   FUZZ_CHECK (server_key != NULL);
+  memcpy (plain.secret, resume_secret, sizeof plain.secret);
+  ticket = gchat_ticket_seal (ticket_key, TICKET_KEY_ID, &plain, &error);
+  FUZZ_CHECK (ticket != NULL);
   return 0;
 }
 
@@ -85,6 +102,23 @@ feed_frames (GchatFrameDecoder *decoder,
     }
 }
 
+/* What gchatd does after a step that took a resumption message: open the ticket, then finish
+ * with its secret. TRUE once the handshake is done. */
+static gboolean
+server_finish_resume (GchatHandshake *handshake)
+{
+  GchatTicket opened;
+  gboolean done = FALSE;
+
+  FUZZ_CHECK (!gchat_handshake_is_done (handshake));
+  if (gchat_ticket_open (ticket_key, TICKET_KEY_ID, gchat_handshake_get_ticket (handshake), 0,
+                         &opened, NULL))
+    done = gchat_handshake_server_resume (handshake, opened.secret, NULL);
+  gchat_memzero (&opened, sizeof opened);
+  FUZZ_CHECK (done == gchat_handshake_is_done (handshake));
+  return done;
+}
+
 static void
 fuzz_raw (FuzzInput *in)
 {
@@ -93,8 +127,13 @@ fuzz_raw (FuzzInput *in)
   g_autoptr(GBytes) client_key = g_bytes_new (in->data, in->len);
   g_autoptr(GBytes) none = NULL;
 
-  if (gchat_handshake_step (handshake, client_key, &none, NULL))
-    FUZZ_CHECK (gchat_handshake_is_done (handshake) && none == NULL);
+  if (!gchat_handshake_step (handshake, client_key, &none, NULL))
+    return;
+  FUZZ_CHECK (none == NULL);
+  if (gchat_handshake_is_resumption (handshake))
+    (void) server_finish_resume (handshake);
+  else
+    FUZZ_CHECK (gchat_handshake_is_done (handshake));
 }
 
 /* A client key message made by the rules from fuzzed fields, so that the RSA unwrap succeeds
@@ -154,11 +193,16 @@ mutate (FuzzInput *in,
  * still completes, both ends must agree, and the rest of the input is messages: u16 length and
  * plaintext, sealed by the client and opened by the server. */
 static void
-fuzz_client (FuzzInput *in)
+fuzz_client (FuzzInput *in,
+             guint8     mode)
 {
   g_autoptr(GBytes) hello = NULL;
   g_autoptr(GchatHandshake) server = server_start (&hello);
-  g_autoptr(GchatHandshake) client = gchat_handshake_new_client (server_key);
+  /* Bit 2 of the mode: a client that resumes with the fixed ticket instead. */
+  g_autoptr(GchatHandshake) client = (mode & 4) != 0
+                                     ? gchat_handshake_new_client_resume (server_key, ticket,
+                                                                         resume_secret)
+                                     : gchat_handshake_new_client (server_key);
   g_autoptr(GBytes) client_key = NULL;
   g_autoptr(GBytes) damaged = NULL;
   g_autoptr(GBytes) none = NULL;
@@ -171,6 +215,12 @@ fuzz_client (FuzzInput *in)
   damaged = mutate (in, client_key);
   if (!gchat_handshake_step (server, damaged, &none, NULL))
     return;
+  if (gchat_handshake_is_resumption (server) && !server_finish_resume (server))
+    {
+      /* Only a damaged resumption may fail: the real client's must succeed. */
+      FUZZ_CHECK (!g_bytes_equal (damaged, client_key));
+      return;
+    }
   FUZZ_CHECK (gchat_handshake_export (client, "endpoint", client_export, 32, NULL));
   FUZZ_CHECK (gchat_handshake_export (server, "endpoint", server_export, 32, NULL));
   if (g_bytes_equal (damaged, client_key))
@@ -223,7 +273,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
       fuzz_fields (&in, mode);
       break;
     case MODE_CLIENT:
-      fuzz_client (&in);
+      fuzz_client (&in, mode);
       break;
     default:
       fuzz_channel (&in);

@@ -14,6 +14,7 @@
 #include "gchatd-admin.h"
 #include "gchatd-control.h"
 #include "gchatd-endpoint-listener.h"
+#include "gchatd-online-list.h"
 #include "gchatd-server.h"
 
 /* How often forgotten pair keys and throttle records are dropped. */
@@ -21,7 +22,6 @@
 /* How long a starting gchatd waits for a gchatctl that holds the store lock. */
 #define STORE_LOCK_WAIT_MS 3000
 /* Log-ins added to the kept online list before it is encoded again as a whole. */
-#define USER_LIST_MAX_ADDED 256
 
 /* The key of one pair of users, valid only while both sessions that it was issued to live: a
  * client that logs in again starts its datagram counters from zero, so it must never be given
@@ -66,10 +66,7 @@ struct _GchatdServer
   guint                 presence_id;
   guint                 presence_batch_ms;
   gint64                presence_ready_at; /* monotonic µs: no flush before it */
-  GPtrArray            *list_chunks; /* GBytes: the online list as last encoded, all with `more`;
-                                      * NULL until encoded again */
-  GBytes               *list_last;   /* its last message without `more` */
-  GPtrArray            *list_added;  /* names that logged in since it was encoded */
+  GchatdOnlineList     *online;      /* the sessions' names, as `users` messages */
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
   guint                 sweep_id;
@@ -153,9 +150,7 @@ gchatd_server_finalize (GObject *object)
   GchatdServer *self = GCHATD_SERVER (object);
 
   g_clear_pointer (&self->presence, g_hash_table_unref);
-  g_clear_pointer (&self->list_chunks, g_ptr_array_unref);
-  g_clear_pointer (&self->list_last, g_bytes_unref);
-  g_clear_pointer (&self->list_added, g_ptr_array_unref);
+  g_clear_pointer (&self->online, gchatd_online_list_free);
   g_clear_pointer (&self->pairs, g_hash_table_unref);
   g_clear_pointer (&self->paths, gchatd_paths_free);
   g_clear_pointer (&self->revocations, g_hash_table_unref);
@@ -190,7 +185,7 @@ gchatd_server_init (GchatdServer *self)
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  self->list_added = g_ptr_array_new_with_free_func (g_free);
+  self->online = gchatd_online_list_new ();
   self->pairs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pair_key_free);
 }
 
@@ -990,30 +985,6 @@ presence_record (GchatdServer *self,
     presence_schedule (self);
 }
 
-/* The online list sent at each log-in is kept encoded: during a mass log-in, encoding ten
- * thousand names for each new session would be most of the server's work. Log-ins only add to
- * it, in one small last message; a session that ends, or many log-ins, have it encoded again
- * at the next log-in. */
-static void
-user_list_forget (GchatdServer *self)
-{
-  g_clear_pointer (&self->list_chunks, g_ptr_array_unref);
-  g_clear_pointer (&self->list_last, g_bytes_unref);
-  g_ptr_array_set_size (self->list_added, 0);
-}
-
-static void
-user_list_added (GchatdServer *self,
-                 const char   *user)
-{
-  if (self->list_chunks == NULL)
-    return;
-  if (self->list_added->len >= USER_LIST_MAX_ADDED)
-    user_list_forget (self);
-  else
-    g_ptr_array_add (self->list_added, g_strdup (user));
-}
-
 static GPtrArray *
 dup_session_names (GchatdServer *self)
 {
@@ -1045,47 +1016,16 @@ encode_users (GPtrArray *names,
   return gchat_message_encode (message, NULL);
 }
 
-static void
-user_list_encode (GchatdServer *self)
-{
-  g_autoptr(GPtrArray) names = dup_session_names (self);
-  guint next = 0;
-
-  user_list_forget (self);
-  self->list_chunks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  while (next < names->len)
-    {
-      guint start = next;
-      GBytes *json = encode_users (names, start, &next, TRUE, -1);
-
-      if (json == NULL)
-        continue;
-      g_ptr_array_add (self->list_chunks, json);
-      if (next == names->len)
-        self->list_last = encode_users (names, start, &next, FALSE, -1);
-    }
-}
-
+/* The online list sent at each log-in is kept encoded (gchatd-online-list.c): during a mass
+ * log-in, encoding ten thousand names for each new session would be most of the server's work. */
 static void
 send_kept_user_list (GchatdServer     *self,
                      GchatdConnection *connection)
 {
-  g_autoptr(GBytes) tail = NULL;
-  guint n, next;
+  g_autoptr(GPtrArray) messages = gchatd_online_list_encode (self->online);
 
-  if (self->list_chunks == NULL)
-    user_list_encode (self);
-  n = self->list_chunks->len;
-  if (self->list_added->len > 0)
-    tail = encode_users (self->list_added, 0, &next, FALSE, -1);
-  else if (self->list_last != NULL)
-    tail = g_bytes_ref (self->list_last);
-  else
-    g_return_if_reached (); /* never empty: @connection is in the list */
-  for (guint i = 0; i < n - (self->list_added->len > 0 ? 0 : 1); i++)
-    gchatd_connection_send_encoded (connection, g_ptr_array_index (self->list_chunks, i));
-  if (tail != NULL)
-    gchatd_connection_send_encoded (connection, tail);
+  for (guint i = 0; i < messages->len; i++)
+    gchatd_connection_send_encoded (connection, g_ptr_array_index (messages, i));
 }
 
 void
@@ -1137,7 +1077,7 @@ gchatd_server_session_begin (GchatdServer     *self,
     }
   g_hash_table_insert (self->sessions, g_strdup (folded), connection);
   if (old == NULL)
-    user_list_added (self, user);
+    gchatd_online_list_add (self->online, user);
   gchatd_server_send_user_list (self, connection, -1);
   if (old == NULL)
     presence_record (self, user, TRUE);
@@ -1158,7 +1098,7 @@ gchatd_server_session_end (GchatdServer     *self,
   if (g_hash_table_lookup (self->sessions, folded) != connection)
     return;
   g_hash_table_remove (self->sessions, folded);
-  user_list_forget (self);
+  gchatd_online_list_remove (self->online, user);
   if (self->endpoints != NULL)
     gchatd_endpoint_listener_unregister (self->endpoints, user);
   g_message ("The session of “%s” ended", user);

@@ -1405,7 +1405,52 @@ handle_sealed_frame (GchatdConnection *self,
   handle_message (self, message);
 }
 
-/* Handshake */
+/* Handshake
+ *
+ * Every step of it costs an X25519 or an RSA unwrap, hundreds of microseconds to milliseconds:
+ * each runs on gchatd's crypto threads (below the main loop's priority), and the connection
+ * processes nothing more until it is done. After a restart with ten thousand clients coming
+ * back at once, greeting and resuming them on the main loop was seconds of it. */
+
+static void
+hello_thread (GTask        *task,
+              gpointer      source_object,
+              gpointer      task_data,
+              GCancellable *cancellable)
+{
+  GchatdConnection *self = source_object;
+  g_autoptr(GBytes) hello = NULL;
+  GBytes *frame = NULL;
+  GError *error = NULL;
+
+  if (!gchat_handshake_step (self->handshake, NULL, &hello, &error)
+      || (frame = gchat_frame_encode (g_bytes_get_data (hello, NULL), g_bytes_get_size (hello),
+                                      &error)) == NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, frame, (GDestroyNotify) g_bytes_unref);
+}
+
+static void
+hello_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  GchatdConnection *self = GCHATD_CONNECTION (source);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) frame = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    return;
+  if (frame == NULL)
+    {
+      g_message ("Cannot greet %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "no hello");
+      return;
+    }
+  connection_queue_frame (self, frame);
+  connection_resume (self);
+}
 
 static void
 handshake_step_thread (GTask        *task,
@@ -1418,7 +1463,9 @@ handshake_step_thread (GTask        *task,
   g_autoptr(GBytes) none = NULL;
   GError *error = NULL;
 
-  if (!gchat_handshake_step (self->handshake, client_key, &none, &error))
+  if (!gchat_handshake_step (self->handshake, client_key, &none, &error)
+      || !gchat_handshake_export (self->handshake, "endpoint", self->endpoint_key,
+                                  sizeof self->endpoint_key, &error))
     g_task_return_error (task, error);
   else
     g_task_return_boolean (task, TRUE);
@@ -1441,14 +1488,7 @@ handshake_step_done_cb (GObject      *source,
         }
       return;
     }
-  /* The handshake keeps the exporter secret: take what is needed of it, then drop it. */
-  if (!gchat_handshake_export (self->handshake, "endpoint", self->endpoint_key,
-                               sizeof self->endpoint_key, &error))
-    {
-      g_message ("Disconnecting %s: %s", self->address, error->message);
-      gchatd_connection_close (self, NULL, "no endpoint key");
-      return;
-    }
+  /* The handshake keeps the exporter secret: the endpoint key is taken, now drop it. */
   self->channel = gchat_handshake_steal_channel (self->handshake);
   g_clear_pointer (&self->handshake, gchat_handshake_free);
   if (self->state == GCHATD_CONNECTION_CLOSING)
@@ -1457,32 +1497,51 @@ handshake_step_done_cb (GObject      *source,
   connection_resume (self);
 }
 
-/* The RSA unwrap takes milliseconds: it runs on a worker thread, and the connection processes
- * nothing more until it is done. */
+static void
+run_handshake_job (GchatdConnection *self,
+                   GBytes           *input,
+                   GTaskThreadFunc   func,
+                   GAsyncReadyCallback done)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, done, NULL);
+
+  g_task_set_source_tag (task, func);
+  if (input != NULL)
+    g_task_set_task_data (task, g_bytes_ref (input), (GDestroyNotify) g_bytes_unref);
+  self->paused = TRUE;
+  gchatd_worker_pool_run (gchatd_server_get_crypto_threads (self->server), task, func);
+}
+
 static void
 handle_client_key (GchatdConnection *self,
                    GBytes           *client_key)
 {
-  g_autoptr(GTask) task = g_task_new (self, NULL, handshake_step_done_cb, NULL);
-
-  g_task_set_source_tag (task, handle_client_key);
-  g_task_set_task_data (task, g_bytes_ref (client_key), (GDestroyNotify) g_bytes_unref);
-  self->paused = TRUE;
   gchat_frame_decoder_set_max_payload (self->decoder,
                                        GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD);
-  g_task_run_in_thread (task, handshake_step_thread);
+  run_handshake_job (self, client_key, handshake_step_thread, handshake_step_done_cb);
 }
 
-/* Resumption (PROTOCOL.md §3.5): no RSA, no Argon2id, so it runs right here on the main loop.
- * A ticket that does not open, or a client that does not prove its secret, gets no answer: no
- * keys are shared with it. A valid ticket that is expired or revoked is refused in words. */
-static gboolean
-resume_handshake (GchatdConnection *self,
-                  GBytes           *message,
-                  GchatTicket      *ticket)
+static void
+ticket_free (gpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  gchat_memzero (data, sizeof (GchatTicket));
+  g_free (data);
+}
+
+/* Resumption (PROTOCOL.md §3.5): no RSA, no Argon2id, one X25519. A ticket that does not open,
+ * or a client that does not prove its secret, gets no answer: no keys are shared with it. The
+ * ticket key is only read after gchatd starts, so opening tickets here is safe. */
+static void
+resume_thread (GTask        *task,
+               gpointer      source_object,
+               gpointer      task_data,
+               GCancellable *cancellable)
+{
+  GchatdConnection *self = source_object;
+  GBytes *message = task_data;
   g_autoptr(GBytes) none = NULL;
+  GchatTicket *ticket = g_new0 (GchatTicket, 1);
+  GError *error = NULL;
 
   if (!gchat_handshake_step (self->handshake, message, &none, &error)
       || !gchatd_server_open_ticket (self->server, gchat_handshake_get_ticket (self->handshake),
@@ -1491,33 +1550,40 @@ resume_handshake (GchatdConnection *self,
       || !gchat_handshake_export (self->handshake, "endpoint", self->endpoint_key,
                                   sizeof self->endpoint_key, &error))
     {
+      ticket_free (ticket);
+      g_task_return_error (task, error);
+    }
+  else
+    g_task_return_pointer (task, ticket, ticket_free);
+}
+
+/* A valid ticket that is expired or revoked is refused in words. */
+static void
+resume_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  GchatdConnection *self = GCHATD_CONNECTION (source);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *user = NULL;
+  GchatTicket *ticket = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (self->state == GCHATD_CONNECTION_CLOSING)
+    {
+      g_clear_pointer (&ticket, ticket_free);
+      return;
+    }
+  if (ticket == NULL)
+    {
       g_message ("Disconnecting %s: resumption failed: %s", self->address, error->message);
       gchatd_connection_close (self, NULL, "resumption failed");
-      return FALSE;
+      return;
     }
   self->channel = gchat_handshake_steal_channel (self->handshake);
   g_clear_pointer (&self->handshake, gchat_handshake_free);
   self->state = GCHATD_CONNECTION_AUTHENTICATING;
-  return TRUE;
-}
-
-static void
-handle_resume (GchatdConnection *self,
-               GBytes           *message)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *user = NULL;
-  GchatTicket ticket;
-
-  gchat_frame_decoder_set_max_payload (self->decoder,
-                                       GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD);
-  if (!resume_handshake (self, message, &ticket))
-    {
-      gchat_memzero (&ticket, sizeof ticket);
-      return;
-    }
-  user = gchatd_server_check_ticket (self->server, &ticket, &error);
-  gchat_memzero (&ticket, sizeof ticket);
+  user = gchatd_server_check_ticket (self->server, ticket, &error);
+  ticket_free (ticket);
   if (user == NULL)
     {
       g_message ("Refused a resumption from %s: %s", self->address, error->message);
@@ -1527,6 +1593,16 @@ handle_resume (GchatdConnection *self,
     }
   gchatd_server_count_resumed (self->server);
   connection_log_in (self, "resume", -1, user);
+  connection_resume (self);
+}
+
+static void
+handle_resume (GchatdConnection *self,
+               GBytes           *message)
+{
+  gchat_frame_decoder_set_max_payload (self->decoder,
+                                       GCHATD_CONNECTION_MAX_UNAUTHENTICATED_PAYLOAD);
+  run_handshake_job (self, message, resume_thread, resume_done_cb);
 }
 
 /* Reading */
@@ -1643,23 +1719,15 @@ connection_resume (GchatdConnection *self)
     connection_start_reading (self);
 }
 
+/* The hello waits for the crypto threads (its X25519 key pair); bytes that come before it are
+ * read and held, up to the usual bound. */
 void
 gchatd_connection_start (GchatdConnection *self)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) hello = NULL;
-  g_autoptr(GBytes) frame = NULL;
 
   g_return_if_fail (GCHATD_IS_CONNECTION (self));
 
-  if (!gchat_handshake_step (self->handshake, NULL, &hello, &error)
-      || (frame = gchat_frame_encode (g_bytes_get_data (hello, NULL), g_bytes_get_size (hello),
-                                      &error)) == NULL)
-    {
-      g_message ("Cannot greet %s: %s", self->address, error->message);
-      gchatd_connection_close (self, NULL, "no hello");
-      return;
-    }
   if (!gchatd_poller_add (self->poller, self->fd, G_IO_IN, connection_ready_cb, self, &error))
     {
       g_message ("Disconnecting %s: %s", self->address, error->message);
@@ -1669,7 +1737,7 @@ gchatd_connection_start (GchatdConnection *self)
   self->watched = TRUE;
   self->watching = G_IO_IN;
   self->reading = TRUE;
-  connection_queue_frame (self, frame);
   if (self->login_timeout_ms > 0)
     self->login_timeout_id = g_timeout_add (self->login_timeout_ms, login_timeout_cb, self);
+  run_handshake_job (self, NULL, hello_thread, hello_done_cb);
 }

@@ -9,6 +9,7 @@
 #include <glib/gi18n-lib.h>
 
 #include "gchatd-password-hasher.h"
+#include "gchatd-worker-pool.h"
 
 typedef enum {
   JOB_HASH,
@@ -47,6 +48,7 @@ struct _GchatdPasswordHasher
 
   guint   max_parallel;
   guint   max_queued;
+  GchatdWorkerPool *threads; /* max_parallel of them, below the main loop's priority */
 
   /* The record verify_dummy_async() checks against: random and never stored, so no password
    * matches it, yet checking costs exactly what checking a real record costs. */
@@ -126,28 +128,27 @@ job_new (JobKind                  kind,
   return job;
 }
 
-/* Computes the job's Argon2id and returns its result on @task. Runs on a worker thread. */
-static void
-job_compute (Job   *job,
-             GTask *task)
+/* Computes the job's Argon2id: TRUE when it was computed, with @matched telling whether a
+ * verified password is right. Runs on a worker thread. */
+static gboolean
+job_compute (Job       *job,
+             gboolean  *matched,
+             GError   **error)
 {
-  g_autoptr (GError) error = NULL;
   guint8 computed[GCHATD_PASSWORD_HASHER_MAX_HASH_SIZE];
   guint8 *out = job->kind == JOB_HASH ? job->hash : computed;
+  gboolean ok;
 
   if (job->kind == JOB_HASH)
     gchat_random_bytes (job->salt, job->salt_len);
 
-  if (!gchat_argon2id (&job->params, job->password, job->password_len, job->salt, job->salt_len,
-                       NULL, 0, NULL, 0, out, job->hash_len, &error))
-    g_task_return_error (task, g_steal_pointer (&error));
-  else if (job->kind == JOB_HASH)
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_boolean (task, gchat_constant_time_equal (computed, job->hash, job->hash_len)
-                                   && !job->never_match);
-
+  ok = gchat_argon2id (&job->params, job->password, job->password_len, job->salt, job->salt_len,
+                       NULL, 0, NULL, 0, out, job->hash_len, error);
+  *matched = ok && job->kind == JOB_VERIFY
+             && gchat_constant_time_equal (computed, job->hash, job->hash_len)
+             && !job->never_match;
   gchat_memzero (computed, sizeof computed);
+  return ok;
 }
 
 static void run_job (GTask        *task,
@@ -188,7 +189,7 @@ pass_slot_on (GchatdPasswordHasher *self,
    * handler takes the lock. It finds the job no longer queued and leaves it alone. */
   g_cancellable_disconnect (g_task_get_cancellable (next), job->cancel_id);
   job->cancel_id = 0;
-  g_task_run_in_thread (next, run_job);
+  gchatd_worker_pool_run (self->threads, next, run_job);
   g_object_unref (next);
 }
 
@@ -200,15 +201,22 @@ run_job (GTask        *task,
 {
   GchatdPasswordHasher *self = source_object;
   Job                  *job = task_data;
-  gboolean              hashed = FALSE;
+  GError               *error = NULL;
+  gboolean              hashed, ok = FALSE, matched = FALSE;
 
-  if (!g_task_return_error_if_cancelled (task))
-    {
-      job_compute (job, task);
-      hashed = TRUE;
-    }
+  hashed = !g_cancellable_is_cancelled (cancellable);
+  if (hashed)
+    ok = job_compute (job, &matched, &error);
   job_wipe_password (job);
+  /* The books are done before the result goes out: the caller's callback may run at once
+   * and find the hasher's statistics already counting this job. */
   pass_slot_on (self, hashed);
+  if (!hashed)
+    g_task_return_error_if_cancelled (task);
+  else if (!ok)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, job->kind == JOB_HASH || matched);
 }
 
 /* Delivers the cancellation of a request dropped from the queue, in the caller's context. */
@@ -329,7 +337,7 @@ submit (GchatdPasswordHasher *self,
     }
 
   if (admission == ADMIT_START)
-    g_task_run_in_thread (task, run_job);
+    gchatd_worker_pool_run (self->threads, task, run_job);
   else if (admission == ADMIT_REJECT)
     g_task_return_new_error (task, GCHATD_PASSWORD_HASHER_ERROR, GCHATD_PASSWORD_HASHER_ERROR_BUSY,
                              _("the server is busy, try again in a moment"));
@@ -349,6 +357,7 @@ gchatd_password_hasher_constructed (GObject *object)
   if (self->max_parallel == 0)
     self->max_parallel = CLAMP (g_get_num_processors (), 1,
                                 GCHATD_PASSWORD_HASHER_MAX_PARALLEL_LIMIT);
+  self->threads = gchatd_worker_pool_new ("Argon2id", self->max_parallel);
 }
 
 static void
@@ -358,6 +367,7 @@ gchatd_password_hasher_finalize (GObject *object)
 
   /* Every waiting request holds a reference on the hasher through its GTask. */
   g_warn_if_fail (g_queue_is_empty (&self->waiting));
+  g_clear_pointer (&self->threads, gchatd_worker_pool_free);
   g_mutex_clear (&self->lock);
   gchat_memzero (self->dummy_hash, sizeof self->dummy_hash);
 

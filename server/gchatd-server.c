@@ -66,6 +66,7 @@ struct _GchatdServer
   guint                 presence_id;
   guint                 presence_batch_ms;
   gint64                presence_ready_at; /* monotonic µs: no flush before it */
+  GchatdWorkerPool     *crypto_threads;
   GchatdOnlineList     *online;      /* the sessions' names, as `users` messages */
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
@@ -114,6 +115,8 @@ gchatd_server_dispose (GObject *object)
       g_socket_listener_close (G_SOCKET_LISTENER (self->service));
     }
   g_clear_object (&self->service);
+  /* Handshake jobs in flight use the ticket key: they finish before anything goes. */
+  g_clear_pointer (&self->crypto_threads, gchatd_worker_pool_free);
   g_clear_object (&self->endpoints);
   g_clear_handle_id (&self->presence_id, g_source_remove);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
@@ -186,6 +189,7 @@ gchatd_server_init (GchatdServer *self)
   self->sessions = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->online = gchatd_online_list_new ();
+  self->crypto_threads = gchatd_worker_pool_new ("handshake", 0);
   self->pairs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, pair_key_free);
 }
 
@@ -832,6 +836,14 @@ gchatd_server_get_key (GchatdServer *self)
 {
   g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
   return self->key;
+}
+
+GchatdWorkerPool *
+gchatd_server_get_crypto_threads (GchatdServer *self)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
+
+  return self->crypto_threads;
 }
 
 GchatdUserStore *

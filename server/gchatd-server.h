@@ -14,6 +14,7 @@
 #include "gchatd-password-hasher.h"
 #include "gchatd-throttle.h"
 #include "gchatd-user-store.h"
+#include "gchatd-worker-pool.h"
 
 G_BEGIN_DECLS
 
@@ -85,6 +86,8 @@ guint                 gchatd_server_get_n_sessions   (GchatdServer   *self);
 
 /* For GchatdConnection. */
 GchatRsaKey          *gchatd_server_get_key       (GchatdServer      *self);
+/* The threads for the handshakes' X25519 and RSA work (gchatd-worker-pool.h). */
+GchatdWorkerPool     *gchatd_server_get_crypto_threads (GchatdServer *self);
 GchatdUserStore      *gchatd_server_get_store     (GchatdServer      *self);
 GchatdPasswordHasher *gchatd_server_get_hasher    (GchatdServer      *self);
 GchatdThrottle       *gchatd_server_get_throttle  (GchatdServer      *self);

@@ -19,6 +19,8 @@
 
 /* How often forgotten pair keys and throttle records are dropped. */
 #define SWEEP_INTERVAL_S 60
+/* Sessions a presence batch goes to per main-loop turn: a few milliseconds of sending. */
+#define PRESENCE_SLICE 256
 /* How long a starting gchatd waits for a gchatctl that holds the store lock. */
 #define STORE_LOCK_WAIT_MS 3000
 /* Log-ins added to the kept online list before it is encoded again as a whole. */
@@ -66,6 +68,13 @@ struct _GchatdServer
   guint                 presence_id;
   guint                 presence_batch_ms;
   gint64                presence_ready_at; /* monotonic µs: no flush before it */
+  /* The batch going out: to these sessions (refs, as they were at the flush), these messages,
+   * a slice of sessions per main-loop turn from fanout_next. */
+  GPtrArray            *fanout_sessions;
+  GPtrArray            *fanout_messages;
+  guint                 fanout_next;
+  guint                 fanout_id;
+  gint64                fanout_busy;       /* µs spent sending it so far */
   GchatdWorkerPool     *crypto_threads;
   GchatdOnlineList     *online;      /* the sessions' names, as `users` messages */
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
@@ -119,6 +128,9 @@ gchatd_server_dispose (GObject *object)
   g_clear_pointer (&self->crypto_threads, gchatd_worker_pool_free);
   g_clear_object (&self->endpoints);
   g_clear_handle_id (&self->presence_id, g_source_remove);
+  g_clear_handle_id (&self->fanout_id, g_source_remove);
+  g_clear_pointer (&self->fanout_sessions, g_ptr_array_unref);
+  g_clear_pointer (&self->fanout_messages, g_ptr_array_unref);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
   g_clear_handle_id (&self->idle_id, g_source_remove);
   if (self->connections != NULL)
@@ -913,25 +925,40 @@ take_names (GPtrArray          *names,
   return start + n;
 }
 
-/* Walks a copy: a client that lets too much output pile up is closed on the spot, which takes
- * it out of the sessions. */
-static void
-send_to_sessions (GchatdServer *self,
-                  GBytes       *json)
-{
-  g_autoptr(GPtrArray) sessions = g_ptr_array_new_full (g_hash_table_size (self->sessions),
-                                                        g_object_unref);
-  GHashTableIter iter;
-  gpointer connection;
-
-  g_hash_table_iter_init (&iter, self->sessions);
-  while (g_hash_table_iter_next (&iter, NULL, &connection))
-    g_ptr_array_add (sessions, g_object_ref (connection));
-  for (guint i = 0; i < sessions->len; i++)
-    gchatd_connection_send_encoded (g_ptr_array_index (sessions, i), json);
-}
-
 static void presence_schedule (GchatdServer *self);
+
+/* Sends the batch to the next slice of sessions. Sending to ten thousand sessions at once held
+ * the main loop for a hundred milliseconds, and every logged-in user's request waited; a slice
+ * at a time, their requests are answered in between. A session closed since the flush is
+ * skipped by gchatd_connection_send_encoded(); one that logged in since got the list of now. */
+static gboolean
+fanout_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+  gint64 start = g_get_monotonic_time ();
+  guint end = MIN (self->fanout_next + PRESENCE_SLICE, self->fanout_sessions->len);
+
+  for (; self->fanout_next < end; self->fanout_next++)
+    {
+      GchatdConnection *connection = g_ptr_array_index (self->fanout_sessions, self->fanout_next);
+
+      for (guint k = 0; k < self->fanout_messages->len; k++)
+        gchatd_connection_send_encoded (connection, g_ptr_array_index (self->fanout_messages, k));
+    }
+  self->fanout_busy += g_get_monotonic_time () - start;
+  if (self->fanout_next < self->fanout_sessions->len)
+    return G_SOURCE_CONTINUE;
+
+  /* Under load a batch to everyone is costly: the loop gets twice that time for the log-ins,
+   * pair keys and handshakes before the next, which is then bigger and no dearer per name. */
+  self->presence_ready_at = g_get_monotonic_time () + 2 * self->fanout_busy;
+  g_clear_pointer (&self->fanout_sessions, g_ptr_array_unref);
+  g_clear_pointer (&self->fanout_messages, g_ptr_array_unref);
+  self->fanout_id = 0;
+  if (g_hash_table_size (self->presence) > 0 && self->presence_id == 0)
+    presence_schedule (self);
+  return G_SOURCE_REMOVE;
+}
 
 /* Every client gets the same batch: the current state of every name that changed during the
  * window. Applied to any list that was right at some time in the window, it gives the list of
@@ -940,23 +967,27 @@ static gboolean
 presence_flush_cb (gpointer user_data)
 {
   GchatdServer *self = user_data;
-  g_autoptr(GHashTable) batch = g_steal_pointer (&self->presence);
+  g_autoptr(GHashTable) batch = NULL;
   g_autoptr(GPtrArray) joined = g_ptr_array_new ();
   g_autoptr(GPtrArray) left = g_ptr_array_new ();
-  gint64 start = g_get_monotonic_time ();
   GHashTableIter iter;
   gpointer name, online;
   guint j = 0, l = 0;
 
-  /* Changes made while this batch goes out (a client closed for not reading) go in the next. */
+  self->presence_id = 0;
+  /* One batch at a time, in order: the next waits for this one to reach everyone. */
+  if (self->fanout_id != 0)
+    return G_SOURCE_REMOVE;
+  batch = g_steal_pointer (&self->presence);
   self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->fanout_messages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   g_hash_table_iter_init (&iter, batch);
   while (g_hash_table_iter_next (&iter, &name, &online))
     g_ptr_array_add (GPOINTER_TO_INT (online) ? joined : left, name);
   while (j < joined->len || l < left->len)
     {
       g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_PRESENCE);
-      g_autoptr(GBytes) json = NULL;
+      GBytes *json;
 
       if (j < joined->len)
         j = take_names (joined, j, message, "joined");
@@ -964,15 +995,17 @@ presence_flush_cb (gpointer user_data)
         l = take_names (left, l, message, "left");
       json = gchat_message_encode (message, NULL);
       if (json != NULL)
-        send_to_sessions (self, json);
+        g_ptr_array_add (self->fanout_messages, json);
     }
-  /* Under load a batch to everyone is costly: the loop gets twice that time for the log-ins,
-   * pair keys and handshakes before the next, which is then bigger and no dearer per name. */
-  self->presence_ready_at = g_get_monotonic_time ();
-  self->presence_ready_at += 2 * (self->presence_ready_at - start);
-  self->presence_id = 0;
-  if (g_hash_table_size (self->presence) > 0)
-    presence_schedule (self);
+  self->fanout_sessions = g_ptr_array_new_full (g_hash_table_size (self->sessions),
+                                                g_object_unref);
+  g_hash_table_iter_init (&iter, self->sessions);
+  while (g_hash_table_iter_next (&iter, NULL, &online))
+    g_ptr_array_add (self->fanout_sessions, g_object_ref (online));
+  self->fanout_next = 0;
+  self->fanout_busy = 0;
+  /* At the loop's own priority, so that reading and writing sockets go on between slices. */
+  self->fanout_id = g_idle_add_full (G_PRIORITY_DEFAULT, fanout_cb, self, NULL);
   return G_SOURCE_REMOVE;
 }
 
@@ -993,7 +1026,7 @@ presence_record (GchatdServer *self,
                  gboolean      online)
 {
   g_hash_table_insert (self->presence, g_strdup (user), GINT_TO_POINTER (online));
-  if (self->presence_id == 0)
+  if (self->presence_id == 0 && self->fanout_id == 0)
     presence_schedule (self);
 }
 

@@ -60,6 +60,8 @@ struct _GchatHandshake
   State              state;
   GchatRsaKey       *server_key;
   guint8             secret[GCHAT_X25519_SIZE];
+  guint8             server_public[GCHAT_X25519_SIZE];
+  gboolean           given_ephemeral; /* server: secret and server_public set by the caller */
   GBytes            *hello;
   GchatChannel      *channel;
   guint8             transcript_hash[GCHAT_SHA256_SIZE];
@@ -91,6 +93,21 @@ gchat_handshake_new_server (GchatRsaKey *server_key)
   g_return_val_if_fail (gchat_rsa_key_has_private (server_key), NULL);
 
   return handshake_new (GCHAT_HANDSHAKE_ROLE_SERVER, server_key);
+}
+
+void
+gchat_handshake_set_server_ephemeral (GchatHandshake *self,
+                                      const guint8    secret[GCHAT_X25519_SIZE],
+                                      const guint8    public_key[GCHAT_X25519_SIZE])
+{
+  g_return_if_fail (self != NULL);
+  g_return_if_fail (self->role == GCHAT_HANDSHAKE_ROLE_SERVER);
+  g_return_if_fail (self->state == STATE_START);
+  g_return_if_fail (secret != NULL && public_key != NULL);
+
+  memcpy (self->secret, secret, GCHAT_X25519_SIZE);
+  memcpy (self->server_public, public_key, GCHAT_X25519_SIZE);
+  self->given_ephemeral = TRUE;
 }
 
 GchatHandshake *
@@ -311,7 +328,8 @@ derive_channel (GchatHandshake  *self,
   return ok;
 }
 
-/* Server, first step: the hello with a fresh challenge, ephemeral X25519 key and our public key. */
+/* Server, first step: the hello with a fresh challenge, an ephemeral X25519 key (made now unless
+ * the caller gave one) and our public key. */
 static gboolean
 server_start (GchatHandshake  *self,
               GBytes         **output,
@@ -334,7 +352,9 @@ server_start (GchatHandshake  *self,
   *p++ = GCHAT_PROTOCOL_VERSION;
   gchat_random_bytes (p, GCHAT_HANDSHAKE_CHALLENGE_SIZE);
   p += GCHAT_HANDSHAKE_CHALLENGE_SIZE;
-  if (!gchat_x25519_keypair (self->secret, p, error))
+  if (self->given_ephemeral)
+    memcpy (p, self->server_public, GCHAT_X25519_SIZE);
+  else if (!gchat_x25519_keypair (self->secret, p, error))
     {
       g_free (hello);
       return failed (self);

@@ -1407,50 +1407,11 @@ handle_sealed_frame (GchatdConnection *self,
 
 /* Handshake
  *
- * Every step of it costs an X25519 or an RSA unwrap, hundreds of microseconds to milliseconds:
- * each runs on gchatd's crypto threads (below the main loop's priority), and the connection
- * processes nothing more until it is done. After a restart with ten thousand clients coming
- * back at once, greeting and resuming them on the main loop was seconds of it. */
-
-static void
-hello_thread (GTask        *task,
-              gpointer      source_object,
-              gpointer      task_data,
-              GCancellable *cancellable)
-{
-  GchatdConnection *self = source_object;
-  g_autoptr(GBytes) hello = NULL;
-  GBytes *frame = NULL;
-  GError *error = NULL;
-
-  if (!gchat_handshake_step (self->handshake, NULL, &hello, &error)
-      || (frame = gchat_frame_encode (g_bytes_get_data (hello, NULL), g_bytes_get_size (hello),
-                                      &error)) == NULL)
-    g_task_return_error (task, error);
-  else
-    g_task_return_pointer (task, frame, (GDestroyNotify) g_bytes_unref);
-}
-
-static void
-hello_done_cb (GObject      *source,
-               GAsyncResult *result,
-               gpointer      user_data)
-{
-  GchatdConnection *self = GCHATD_CONNECTION (source);
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GBytes) frame = g_task_propagate_pointer (G_TASK (result), &error);
-
-  if (self->state == GCHATD_CONNECTION_CLOSING)
-    return;
-  if (frame == NULL)
-    {
-      g_message ("Cannot greet %s: %s", self->address, error->message);
-      gchatd_connection_close (self, NULL, "no hello");
-      return;
-    }
-  connection_queue_frame (self, frame);
-  connection_resume (self);
-}
+ * The client's step costs an X25519 and maybe an RSA unwrap, hundreds of microseconds to
+ * milliseconds: it runs on gchatd's crypto threads (below the main loop's priority), and the
+ * connection processes nothing more until it is done. After a restart with ten thousand
+ * clients coming back at once, resuming them on the main loop was seconds of it. The hello
+ * costs nothing now: its X25519 key pair is the server's of the moment. */
 
 static void
 handshake_step_thread (GTask        *task,
@@ -1719,15 +1680,30 @@ connection_resume (GchatdConnection *self)
     connection_start_reading (self);
 }
 
-/* The hello waits for the crypto threads (its X25519 key pair); bytes that come before it are
- * read and held, up to the usual bound. */
 void
 gchatd_connection_start (GchatdConnection *self)
 {
   g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) hello = NULL;
+  g_autoptr(GBytes) frame = NULL;
+  guint8 secret[GCHAT_X25519_SIZE], public_key[GCHAT_X25519_SIZE];
+  gboolean ok;
 
   g_return_if_fail (GCHATD_IS_CONNECTION (self));
 
+  ok = gchatd_server_get_ephemeral (self->server, secret, public_key, &error);
+  if (ok)
+    gchat_handshake_set_server_ephemeral (self->handshake, secret, public_key);
+  gchat_memzero (secret, sizeof secret);
+  if (!ok
+      || !gchat_handshake_step (self->handshake, NULL, &hello, &error)
+      || (frame = gchat_frame_encode (g_bytes_get_data (hello, NULL), g_bytes_get_size (hello),
+                                      &error)) == NULL)
+    {
+      g_message ("Cannot greet %s: %s", self->address, error->message);
+      gchatd_connection_close (self, NULL, "no hello");
+      return;
+    }
   if (!gchatd_poller_add (self->poller, self->fd, G_IO_IN, connection_ready_cb, self, &error))
     {
       g_message ("Disconnecting %s: %s", self->address, error->message);
@@ -1737,7 +1713,7 @@ gchatd_connection_start (GchatdConnection *self)
   self->watched = TRUE;
   self->watching = G_IO_IN;
   self->reading = TRUE;
+  connection_queue_frame (self, frame);
   if (self->login_timeout_ms > 0)
     self->login_timeout_id = g_timeout_add (self->login_timeout_ms, login_timeout_cb, self);
-  run_handshake_job (self, NULL, hello_thread, hello_done_cb);
 }

@@ -76,6 +76,10 @@ struct _GchatdServer
   guint                 fanout_id;
   gint64                fanout_busy;       /* µs spent sending it so far */
   GchatdWorkerPool     *crypto_threads;
+  /* The hellos' X25519 key pair while eph_wipe_id runs, then wiped. */
+  guint8                eph_secret[GCHAT_X25519_SIZE];
+  guint8                eph_public[GCHAT_X25519_SIZE];
+  guint                 eph_wipe_id;
   GchatdOnlineList     *online;      /* the sessions' names, as `users` messages */
   GHashTable           *pairs;       /* "lo\nhi" of case-folded names → PairKey */
   guint32               next_key_id;
@@ -126,6 +130,8 @@ gchatd_server_dispose (GObject *object)
   g_clear_object (&self->service);
   /* Handshake jobs in flight use the ticket key: they finish before anything goes. */
   g_clear_pointer (&self->crypto_threads, gchatd_worker_pool_free);
+  g_clear_handle_id (&self->eph_wipe_id, g_source_remove);
+  gchat_memzero (self->eph_secret, sizeof self->eph_secret);
   g_clear_object (&self->endpoints);
   g_clear_handle_id (&self->presence_id, g_source_remove);
   g_clear_handle_id (&self->fanout_id, g_source_remove);
@@ -856,6 +862,39 @@ gchatd_server_get_crypto_threads (GchatdServer *self)
   g_return_val_if_fail (GCHATD_IS_SERVER (self), NULL);
 
   return self->crypto_threads;
+}
+
+static gboolean
+ephemeral_wipe_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+
+  gchat_memzero (self->eph_secret, sizeof self->eph_secret);
+  self->eph_wipe_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+/* Made on the main loop: one X25519 a second at most is not worth a thread hop. Each handshake
+ * wipes its copy when it is done, so a key pair outlives its last use by under a second plus
+ * the log-in deadline of a handshake that never finishes. */
+gboolean
+gchatd_server_get_ephemeral (GchatdServer  *self,
+                             guint8         secret[GCHAT_X25519_SIZE],
+                             guint8         public_key[GCHAT_X25519_SIZE],
+                             GError       **error)
+{
+  g_return_val_if_fail (GCHATD_IS_SERVER (self), FALSE);
+
+  if (self->eph_wipe_id == 0)
+    {
+      if (!gchat_x25519_keypair (self->eph_secret, self->eph_public, error))
+        return FALSE;
+      self->eph_wipe_id = g_timeout_add (GCHATD_SERVER_EPHEMERAL_LIFETIME_MS, ephemeral_wipe_cb,
+                                         self);
+    }
+  memcpy (secret, self->eph_secret, GCHAT_X25519_SIZE);
+  memcpy (public_key, self->eph_public, GCHAT_X25519_SIZE);
+  return TRUE;
 }
 
 GchatdUserStore *

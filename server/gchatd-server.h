@@ -39,6 +39,11 @@ typedef enum {
 /* Session resumption (PROTOCOL.md §3.5): how long a ticket is valid. */
 #define GCHATD_SERVER_TICKET_LIFETIME_S GCHATD_TICKET_LIFETIME_S
 
+/* The X25519 key pair of the hellos is made anew for the first connection after this long and
+ * wiped then (PROTOCOL.md §3.2): under a reconnect storm, one key pair for each of thousands of
+ * connections a second was a third of gchatd's work. */
+#define GCHATD_SERVER_EPHEMERAL_LIFETIME_MS 1000
+
 /* The listen backlog: GIO's default of 10 makes a connection storm crawl. */
 #define GCHATD_SERVER_LISTEN_BACKLOG 4096
 
@@ -88,6 +93,11 @@ guint                 gchatd_server_get_n_sessions   (GchatdServer   *self);
 GchatRsaKey          *gchatd_server_get_key       (GchatdServer      *self);
 /* The threads for the handshakes' X25519 and RSA work (gchatd-worker-pool.h). */
 GchatdWorkerPool     *gchatd_server_get_crypto_threads (GchatdServer *self);
+/* The ephemeral X25519 key pair for a new connection's hello, copied out. */
+gboolean              gchatd_server_get_ephemeral (GchatdServer      *self,
+                                                   guint8             secret[GCHAT_X25519_SIZE],
+                                                   guint8             public_key[GCHAT_X25519_SIZE],
+                                                   GError           **error);
 GchatdUserStore      *gchatd_server_get_store     (GchatdServer      *self);
 GchatdPasswordHasher *gchatd_server_get_hasher    (GchatdServer      *self);
 GchatdThrottle       *gchatd_server_get_throttle  (GchatdServer      *self);

@@ -183,6 +183,75 @@ test_fresh_every_time (void)
                          gchat_handshake_get_transcript_hash (b.server), GCHAT_SHA256_SIZE) != 0);
 }
 
+/* gchatd shares one ephemeral key pair among the hellos of a short moment: the hellos carry it,
+ * yet each connection still gets keys of its own (fresh challenge, fresh client keys), and a
+ * client key made for one of them does not finish the other. */
+static void
+test_shared_server_ephemeral (void)
+{
+  g_autoptr(GError) error = NULL;
+  guint8 secret[GCHAT_X25519_SIZE], public_key[GCHAT_X25519_SIZE];
+  Run runs[2] = { { 0 }, { 0 } };
+  GBytes *none = NULL;
+
+  g_assert_true (gchat_x25519_keypair (secret, public_key, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < 2; i++)
+    {
+      runs[i].server = gchat_handshake_new_server (server_key);
+      runs[i].client = gchat_handshake_new_client (server_public);
+      gchat_handshake_set_server_ephemeral (runs[i].server, secret, public_key);
+      g_assert_true (gchat_handshake_step (runs[i].server, NULL, &runs[i].hello, &error));
+      g_assert_no_error (error);
+      g_assert_cmpmem ((const guint8 *) g_bytes_get_data (runs[i].hello, NULL) + HELLO_SERVER_EPH,
+                       GCHAT_X25519_SIZE, public_key, GCHAT_X25519_SIZE);
+      run_client (&runs[i], runs[i].hello);
+    }
+  g_assert_false (g_bytes_equal (runs[0].hello, runs[1].hello));
+
+  /* Crossed: the first connection's client key on another hello with the same key pair gives
+   * that server other keys (its transcript differs), so the client's frames do not open. */
+  {
+    g_autoptr(GchatHandshake) crossed = gchat_handshake_new_server (server_key);
+    g_autoptr(GBytes) hello = NULL;
+    g_autoptr(GchatChannel) client = NULL;
+    g_autoptr(GchatChannel) server = NULL;
+    g_autoptr(GchatHandshake) client_copy = gchat_handshake_new_client (server_public);
+    g_autoptr(GBytes) client_key = NULL;
+
+    gchat_handshake_set_server_ephemeral (crossed, secret, public_key);
+    g_assert_true (gchat_handshake_step (crossed, NULL, &hello, NULL));
+    g_assert_true (gchat_handshake_step (client_copy, runs[0].hello, &client_key, NULL));
+    if (gchat_handshake_step (crossed, client_key, &none, NULL))
+      {
+        client = gchat_handshake_steal_channel (client_copy);
+        server = gchat_handshake_steal_channel (crossed);
+        g_assert_false (frame_passes (client, server, "{\"type\":\"auth\"}"));
+      }
+  }
+
+  for (guint i = 0; i < 2; i++)
+    {
+      g_assert_true (gchat_handshake_step (runs[i].server, runs[i].client_key, &none, &error));
+      g_assert_no_error (error);
+      g_assert_true (gchat_handshake_is_done (runs[i].server));
+    }
+  g_assert_true (memcmp (gchat_handshake_get_transcript_hash (runs[0].server),
+                         gchat_handshake_get_transcript_hash (runs[1].server),
+                         GCHAT_SHA256_SIZE) != 0);
+  {
+    g_autoptr(GchatChannel) c0 = gchat_handshake_steal_channel (runs[0].client);
+    g_autoptr(GchatChannel) s0 = gchat_handshake_steal_channel (runs[0].server);
+    g_autoptr(GchatChannel) s1 = gchat_handshake_steal_channel (runs[1].server);
+
+    g_assert_true (frame_passes (c0, s0, "{\"type\":\"auth\"}"));
+    g_assert_false (frame_passes (c0, s1, "{\"type\":\"auth\"}"));
+  }
+  gchat_memzero (secret, sizeof secret);
+  run_clear (&runs[0]);
+  run_clear (&runs[1]);
+}
+
 /* The original's flaw: a recorded login replayed on a new connection logged in as the victim. */
 static void
 test_replayed_client_key (void)
@@ -960,6 +1029,7 @@ main (int    argc,
 
   g_test_add_func ("/handshake/round-trip", test_round_trip);
   g_test_add_func ("/handshake/fresh-every-time", test_fresh_every_time);
+  g_test_add_func ("/handshake/shared-server-ephemeral", test_shared_server_ephemeral);
   g_test_add_func ("/handshake/replayed-client-key", test_replayed_client_key);
   g_test_add_func ("/handshake/spliced", test_spliced);
   g_test_add_func ("/handshake/tampered-hello", test_tampered_hello);

@@ -637,6 +637,46 @@ test_flood (TestFixture   *f,
   assert_others_served (f, good, 1);
 }
 
+/* The hello's X25519 key pair is shared within a second, then replaced and wiped (PROTOCOL.md
+ * §3.2): a recorded connection is forward secret a second after its hello, not a day later. */
+static const guint8 *
+hello_server_eph (GBytes *hello)
+{
+  g_assert_cmpuint (g_bytes_get_size (hello), >=, GCHAT_HANDSHAKE_HELLO_FIXED_SIZE);
+  return (const guint8 *) g_bytes_get_data (hello, NULL) + GCHAT_HANDSHAKE_MAGIC_SIZE + 1
+         + GCHAT_HANDSHAKE_CHALLENGE_SIZE;
+}
+
+static gboolean
+time_passed (gpointer data)
+{
+  return g_get_monotonic_time () >= *(gint64 *) data;
+}
+
+static void
+test_hello_key_pair_lifetime (TestFixture   *f,
+                              gconstpointer  data)
+{
+  g_autoptr(TestClient) a = test_client_connect (f->port);
+  g_autoptr(TestClient) b = test_client_connect (f->port);
+  g_autoptr(TestClient) c = NULL;
+  g_autoptr(GBytes) hello_a = test_client_recv_frame (a);
+  g_autoptr(GBytes) hello_b = test_client_recv_frame (b);
+  g_autoptr(GBytes) hello_c = NULL;
+  gint64 later = g_get_monotonic_time () + (GCHATD_SERVER_EPHEMERAL_LIFETIME_MS + 200) * 1000;
+
+  /* Within the second: one key pair, yet two hellos (fresh challenges). */
+  g_assert_cmpmem (hello_server_eph (hello_a), GCHAT_X25519_SIZE,
+                   hello_server_eph (hello_b), GCHAT_X25519_SIZE);
+  g_assert_false (g_bytes_equal (hello_a, hello_b));
+
+  test_iterate_until (time_passed, &later);
+  c = test_client_connect (f->port);
+  hello_c = test_client_recv_frame (c);
+  g_assert_true (memcmp (hello_server_eph (hello_a), hello_server_eph (hello_c),
+                         GCHAT_X25519_SIZE) != 0);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -660,6 +700,7 @@ main (int   argc,
   ADD ("/hostile/hang-up-while-queued", test_hang_up_while_queued,
        "argon2_memory_kib: 8192\nargon2_iterations: 1");
   ADD ("/hostile/flood", test_flood, NULL);
+  ADD ("/hostile/hello-key-pair-lifetime", test_hello_key_pair_lifetime, NULL);
 #undef ADD
 
   status = g_test_run ();

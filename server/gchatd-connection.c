@@ -54,6 +54,7 @@ struct _GchatdConnection
   gsize                 head_sent;   /* what of the head frame the kernel has taken */
   gsize                 queued_bytes; /* not yet taken by the kernel */
   gboolean              write_blocked; /* the socket is full: waiting until it is writable */
+  guint                 corked;        /* frames wait in the queue to leave in one write */
   gboolean              output_broken; /* a write failed or overflowed: nothing more goes out */
   GError               *write_error; /* a failure of a direct send, handled at the next wake-up */
   GQueue                held;        /* Held: mail and receipts waiting for room in the output */
@@ -432,9 +433,31 @@ connection_queue_frame (GchatdConnection *self,
       connection_drop_output (self);
       return FALSE;
     }
-  if (!self->write_blocked)
+  if (!self->write_blocked && self->corked == 0)
     connection_write_now (self);
   return TRUE;
+}
+
+/* Between these, frames queue up and then leave in one write: a log-in's answer, its online
+ * list (forty frames with ten thousand users online) and its mail took a system call each. */
+static void
+connection_cork (GchatdConnection *self)
+{
+  self->corked++;
+}
+
+static void
+connection_uncork (GchatdConnection *self)
+{
+  g_return_if_fail (self->corked > 0);
+
+  if (--self->corked > 0 || self->write_blocked || self->closed || self->output_broken
+      || g_queue_is_empty (&self->output))
+    return;
+  connection_write_now (self);
+  /* Held mail stopped at the low-water mark of a queue that has left now. */
+  if (!self->write_blocked)
+    connection_send_held (self);
 }
 
 /* Returns FALSE when the connection must end: the caller closes it. */
@@ -466,6 +489,19 @@ gchatd_connection_send_encoded (GchatdConnection *self,
     return;
   if (!connection_send_sealed (self, json))
     gchatd_connection_close (self, NULL, "cannot send");
+}
+
+void
+gchatd_connection_send_encoded_all (GchatdConnection *self,
+                                    GPtrArray        *jsons)
+{
+  g_return_if_fail (GCHATD_IS_CONNECTION (self));
+  g_return_if_fail (jsons != NULL);
+
+  connection_cork (self);
+  for (guint i = 0; i < jsons->len; i++)
+    gchatd_connection_send_encoded (self, g_ptr_array_index (jsons, i));
+  connection_uncork (self);
 }
 
 void
@@ -798,9 +834,11 @@ connection_log_in (GchatdConnection *self,
   else
     g_message ("“%s” logged in from %s", user, self->address);
   self->endpoint_id = gchatd_server_register_endpoint (self->server, self);
+  connection_cork (self);
   send_result (self, request, id, NULL, NULL, 0);
   gchatd_server_session_begin (self->server, self);
   connection_queue_mailbox (self);
+  connection_uncork (self);
 }
 
 /* A name a client sent, fit for a log line: one that is not a valid user name (and so names no

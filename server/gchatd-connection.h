@@ -83,6 +83,9 @@ void                  gchatd_connection_send_message (GchatdConnection  *self,
 /* The same for a message already encoded, so one encoding can go to many clients. */
 void                  gchatd_connection_send_encoded (GchatdConnection  *self,
                                                       GBytes            *json);
+/* Several, leaving in one write. */
+void                  gchatd_connection_send_encoded_all (GchatdConnection *self,
+                                                          GPtrArray        *jsons);
 /* Sends `bye` with @bye_code (unless NULL), then closes once the output is flushed. @reason is
  * logged; it must hold no secret. */
 void                  gchatd_connection_close        (GchatdConnection  *self,

@@ -981,8 +981,7 @@ fanout_cb (gpointer user_data)
     {
       GchatdConnection *connection = g_ptr_array_index (self->fanout_sessions, self->fanout_next);
 
-      for (guint k = 0; k < self->fanout_messages->len; k++)
-        gchatd_connection_send_encoded (connection, g_ptr_array_index (self->fanout_messages, k));
+      gchatd_connection_send_encoded_all (connection, self->fanout_messages);
     }
   self->fanout_busy += g_get_monotonic_time () - start;
   if (self->fanout_next < self->fanout_sessions->len)
@@ -1108,8 +1107,7 @@ send_kept_user_list (GchatdServer     *self,
 {
   g_autoptr(GPtrArray) messages = gchatd_online_list_encode (self->online);
 
-  for (guint i = 0; i < messages->len; i++)
-    gchatd_connection_send_encoded (connection, g_ptr_array_index (messages, i));
+  gchatd_connection_send_encoded_all (connection, messages);
 }
 
 void

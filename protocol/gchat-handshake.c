@@ -60,8 +60,8 @@ struct _GchatHandshake
   State              state;
   GchatRsaKey       *server_key;
   guint8             secret[GCHAT_X25519_SIZE];
-  guint8             server_public[GCHAT_X25519_SIZE];
-  gboolean           given_ephemeral; /* server: secret and server_public set by the caller */
+  guint8             own_public[GCHAT_X25519_SIZE];
+  gboolean           given_ephemeral; /* secret and own_public set by the caller */
   GBytes            *hello;
   GchatChannel      *channel;
   guint8             transcript_hash[GCHAT_SHA256_SIZE];
@@ -96,18 +96,29 @@ gchat_handshake_new_server (GchatRsaKey *server_key)
 }
 
 void
-gchat_handshake_set_server_ephemeral (GchatHandshake *self,
-                                      const guint8    secret[GCHAT_X25519_SIZE],
-                                      const guint8    public_key[GCHAT_X25519_SIZE])
+gchat_handshake_set_ephemeral (GchatHandshake *self,
+                               const guint8    secret[GCHAT_X25519_SIZE],
+                               const guint8    public_key[GCHAT_X25519_SIZE])
 {
   g_return_if_fail (self != NULL);
-  g_return_if_fail (self->role == GCHAT_HANDSHAKE_ROLE_SERVER);
   g_return_if_fail (self->state == STATE_START);
   g_return_if_fail (secret != NULL && public_key != NULL);
 
   memcpy (self->secret, secret, GCHAT_X25519_SIZE);
-  memcpy (self->server_public, public_key, GCHAT_X25519_SIZE);
+  memcpy (self->own_public, public_key, GCHAT_X25519_SIZE);
   self->given_ephemeral = TRUE;
+}
+
+/* Our ephemeral key pair: the caller's, or made now. */
+static gboolean
+own_keypair (GchatHandshake *self,
+             guint8          public_key[GCHAT_X25519_SIZE],
+             GError        **error)
+{
+  if (!self->given_ephemeral)
+    return gchat_x25519_keypair (self->secret, public_key, error);
+  memcpy (public_key, self->own_public, GCHAT_X25519_SIZE);
+  return TRUE;
 }
 
 GchatHandshake *
@@ -352,9 +363,7 @@ server_start (GchatHandshake  *self,
   *p++ = GCHAT_PROTOCOL_VERSION;
   gchat_random_bytes (p, GCHAT_HANDSHAKE_CHALLENGE_SIZE);
   p += GCHAT_HANDSHAKE_CHALLENGE_SIZE;
-  if (self->given_ephemeral)
-    memcpy (p, self->server_public, GCHAT_X25519_SIZE);
-  else if (!gchat_x25519_keypair (self->secret, p, error))
+  if (!own_keypair (self, p, error))
     {
       g_free (hello);
       return failed (self);
@@ -417,7 +426,7 @@ client_answer (GchatHandshake  *self,
 
   gchat_random_bytes (k, sizeof k);
   wrapped = gchat_rsa_key_wrap (self->server_key, k, sizeof k, LABEL_WRAP, error);
-  if (wrapped == NULL || !gchat_x25519_keypair (self->secret, public_key, error))
+  if (wrapped == NULL || !own_keypair (self, public_key, error))
     {
       gchat_memzero (k, sizeof k);
       return failed (self);
@@ -526,7 +535,7 @@ client_answer_resume (GchatHandshake  *self,
     return FALSE;
   self->hello = g_bytes_ref (input);
   server_public = hello + GCHAT_HANDSHAKE_MAGIC_SIZE + 1 + GCHAT_HANDSHAKE_CHALLENGE_SIZE;
-  if (!gchat_x25519_keypair (self->secret, public_key, error))
+  if (!own_keypair (self, public_key, error))
     return failed (self);
 
   msg = g_byte_array_sized_new (RESUME_FIXED_SIZE + ticket_len);

@@ -56,13 +56,14 @@ GQuark          gchat_handshake_error_quark   (void);
 /* The server needs its private key; the client, the server's public key. */
 GchatHandshake *gchat_handshake_new_server    (GchatRsaKey     *server_key);
 GchatHandshake *gchat_handshake_new_client    (GchatRsaKey     *server_public_key);
-/* A server may give its hello an ephemeral X25519 key pair it made (clamped @secret, its
- * @public_key) rather than have one made for this handshake alone: a server under load shares
- * one among the connections of a short moment (PROTOCOL.md §3.2). Before the first step only;
- * the handshake keeps a copy of the secret and wipes it when it is done. */
-void            gchat_handshake_set_server_ephemeral (GchatHandshake *self,
-                                                      const guint8    secret[GCHAT_X25519_SIZE],
-                                                      const guint8    public_key[GCHAT_X25519_SIZE]);
+/* The caller may give the handshake its own ephemeral X25519 key pair (clamped @secret, its
+ * @public_key) rather than have one made at the first step. A server under load shares one
+ * among the hellos of a short moment (PROTOCOL.md §3.2); a client must use a pair once only (a
+ * load generator makes them ahead). Before the first step only; the handshake keeps a copy of
+ * the secret and wipes it when it is done. */
+void            gchat_handshake_set_ephemeral (GchatHandshake *self,
+                                               const guint8    secret[GCHAT_X25519_SIZE],
+                                               const guint8    public_key[GCHAT_X25519_SIZE]);
 /* A client that resumes with @ticket and its @secret (GCHAT_RESUME_SECRET_SIZE bytes) instead
  * of wrapping a key for the server: no RSA on either side. */
 GchatHandshake *gchat_handshake_new_client_resume (GchatRsaKey  *server_public_key,

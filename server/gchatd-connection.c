@@ -1731,7 +1731,7 @@ gchatd_connection_start (GchatdConnection *self)
 
   ok = gchatd_server_get_ephemeral (self->server, secret, public_key, &error);
   if (ok)
-    gchat_handshake_set_server_ephemeral (self->handshake, secret, public_key);
+    gchat_handshake_set_ephemeral (self->handshake, secret, public_key);
   gchat_memzero (secret, sizeof secret);
   if (!ok
       || !gchat_handshake_step (self->handshake, NULL, &hello, &error)

@@ -21,6 +21,9 @@
 #define SWEEP_INTERVAL_S 60
 /* Sessions a presence batch goes to per main-loop turn: a few milliseconds of sending. */
 #define PRESENCE_SLICE 256
+/* A presence batch entry: online now; online after the name's first change in the window. */
+#define PRESENCE_NOW   1
+#define PRESENCE_FIRST 2
 /* How long a starting gchatd waits for a gchatctl that holds the store lock. */
 #define STORE_LOCK_WAIT_MS 3000
 /* Log-ins added to the kept online list before it is encoded again as a whole. */
@@ -64,13 +67,19 @@ struct _GchatdServer
 
   GHashTable           *connections; /* GchatdConnection → itself, owning a reference */
   GHashTable           *sessions;    /* case-folded user name → GchatdConnection */
-  GHashTable           *presence;    /* stored user name → online (gboolean), the next batch */
+  /* The next batch: user name as stored → PRESENCE_NOW | PRESENCE_FIRST bits, the state now
+   * and the state its first change in the window went to. */
+  GHashTable           *presence;
+  guint64               presence_serial; /* the newest session serial at the last flush */
   guint                 presence_id;
   guint                 presence_batch_ms;
   gint64                presence_ready_at; /* monotonic µs: no flush before it */
   /* The batch going out: to these sessions (refs, as they were at the flush), these messages,
    * a slice of sessions per main-loop turn from fanout_next. */
-  GPtrArray            *fanout_sessions;
+  GPtrArray            *fanout_sessions; /* the first fanout_n_full get fanout_full, the rest
+                                          * fanout_messages (the net changes) */
+  guint                 fanout_n_full;
+  GPtrArray            *fanout_full;
   GPtrArray            *fanout_messages;
   guint                 fanout_next;
   guint                 fanout_id;
@@ -137,6 +146,7 @@ gchatd_server_dispose (GObject *object)
   g_clear_handle_id (&self->fanout_id, g_source_remove);
   g_clear_pointer (&self->fanout_sessions, g_ptr_array_unref);
   g_clear_pointer (&self->fanout_messages, g_ptr_array_unref);
+  g_clear_pointer (&self->fanout_full, g_ptr_array_unref);
   g_clear_handle_id (&self->sweep_id, g_source_remove);
   g_clear_handle_id (&self->idle_id, g_source_remove);
   if (self->connections != NULL)
@@ -981,7 +991,9 @@ fanout_cb (gpointer user_data)
     {
       GchatdConnection *connection = g_ptr_array_index (self->fanout_sessions, self->fanout_next);
 
-      gchatd_connection_send_encoded_all (connection, self->fanout_messages);
+      gchatd_connection_send_encoded_all (connection, self->fanout_next < self->fanout_n_full
+                                                      ? self->fanout_full
+                                                      : self->fanout_messages);
     }
   self->fanout_busy += g_get_monotonic_time () - start;
   if (self->fanout_next < self->fanout_sessions->len)
@@ -992,36 +1004,21 @@ fanout_cb (gpointer user_data)
   self->presence_ready_at = g_get_monotonic_time () + 2 * self->fanout_busy;
   g_clear_pointer (&self->fanout_sessions, g_ptr_array_unref);
   g_clear_pointer (&self->fanout_messages, g_ptr_array_unref);
+  g_clear_pointer (&self->fanout_full, g_ptr_array_unref);
   self->fanout_id = 0;
   if (g_hash_table_size (self->presence) > 0 && self->presence_id == 0)
     presence_schedule (self);
   return G_SOURCE_REMOVE;
 }
 
-/* Every client gets the same batch: the current state of every name that changed during the
- * window. Applied to any list that was right at some time in the window, it gives the list of
- * now, so one encoding serves everyone. */
-static gboolean
-presence_flush_cb (gpointer user_data)
+/* Encodes `presence` messages telling @joined and @left into @messages. */
+static void
+encode_presence (GPtrArray *joined,
+                 GPtrArray *left,
+                 GPtrArray *messages)
 {
-  GchatdServer *self = user_data;
-  g_autoptr(GHashTable) batch = NULL;
-  g_autoptr(GPtrArray) joined = g_ptr_array_new ();
-  g_autoptr(GPtrArray) left = g_ptr_array_new ();
-  GHashTableIter iter;
-  gpointer name, online;
   guint j = 0, l = 0;
 
-  self->presence_id = 0;
-  /* One batch at a time, in order: the next waits for this one to reach everyone. */
-  if (self->fanout_id != 0)
-    return G_SOURCE_REMOVE;
-  batch = g_steal_pointer (&self->presence);
-  self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  self->fanout_messages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  g_hash_table_iter_init (&iter, batch);
-  while (g_hash_table_iter_next (&iter, &name, &online))
-    g_ptr_array_add (GPOINTER_TO_INT (online) ? joined : left, name);
   while (j < joined->len || l < left->len)
     {
       g_autoptr(GchatMessage) message = gchat_message_new (GCHAT_MESSAGE_PRESENCE);
@@ -1033,13 +1030,69 @@ presence_flush_cb (gpointer user_data)
         l = take_names (left, l, message, "left");
       json = gchat_message_encode (message, NULL);
       if (json != NULL)
-        g_ptr_array_add (self->fanout_messages, json);
+        g_ptr_array_add (messages, json);
     }
+}
+
+/* A batch comes in two encodings. Sessions that logged in during the window got an online list
+ * of some moment in it: they get the state now of every name that changed, which, applied to
+ * any list that was right at some time in the window, gives the list of now. Sessions older
+ * than the window had the list as the last batch left it: they get only the names whose state
+ * differs from then, so a user who comes and goes (or reconnects) within the window costs them
+ * nothing; during resumption churn with ten thousand online that was most of gchatd's sending. */
+static gboolean
+presence_flush_cb (gpointer user_data)
+{
+  GchatdServer *self = user_data;
+  g_autoptr(GHashTable) batch = NULL;
+  g_autoptr(GPtrArray) joined = g_ptr_array_new ();
+  g_autoptr(GPtrArray) left = g_ptr_array_new ();
+  g_autoptr(GPtrArray) net_joined = g_ptr_array_new ();
+  g_autoptr(GPtrArray) net_left = g_ptr_array_new ();
+  g_autoptr(GPtrArray) older = NULL;
+  guint64 boundary = self->presence_serial;
+  GHashTableIter iter;
+  gpointer name, value;
+
+  self->presence_id = 0;
+  /* One batch at a time, in order: the next waits for this one to reach everyone. */
+  if (self->fanout_id != 0)
+    return G_SOURCE_REMOVE;
+  batch = g_steal_pointer (&self->presence);
+  self->presence = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_hash_table_iter_init (&iter, batch);
+  while (g_hash_table_iter_next (&iter, &name, &value))
+    {
+      guint bits = GPOINTER_TO_UINT (value);
+      gboolean now = (bits & PRESENCE_NOW) != 0;
+
+      g_ptr_array_add (now ? joined : left, name);
+      /* The state before the window was the opposite of the first change. */
+      if (now == ((bits & PRESENCE_FIRST) != 0))
+        g_ptr_array_add (now ? net_joined : net_left, name);
+    }
+  self->fanout_full = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  self->fanout_messages = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  encode_presence (joined, left, self->fanout_full);
+  encode_presence (net_joined, net_left, self->fanout_messages);
+
   self->fanout_sessions = g_ptr_array_new_full (g_hash_table_size (self->sessions),
                                                 g_object_unref);
+  older = g_ptr_array_new_full (g_hash_table_size (self->sessions), g_object_unref);
   g_hash_table_iter_init (&iter, self->sessions);
-  while (g_hash_table_iter_next (&iter, NULL, &online))
-    g_ptr_array_add (self->fanout_sessions, g_object_ref (online));
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      guint64 serial = gchatd_connection_get_session_serial (value);
+
+      self->presence_serial = MAX (self->presence_serial, serial);
+      if (serial > boundary)
+        g_ptr_array_add (self->fanout_sessions, g_object_ref (value));
+      else if (self->fanout_messages->len > 0)
+        g_ptr_array_add (older, g_object_ref (value));
+    }
+  self->fanout_n_full = self->fanout_sessions->len;
+  for (guint i = 0; i < older->len; i++)
+    g_ptr_array_add (self->fanout_sessions, g_object_ref (g_ptr_array_index (older, i)));
   self->fanout_next = 0;
   self->fanout_busy = 0;
   /* At the loop's own priority, so that reading and writing sockets go on between slices. */
@@ -1063,7 +1116,15 @@ presence_record (GchatdServer *self,
                  const char   *user,
                  gboolean      online)
 {
-  g_hash_table_insert (self->presence, g_strdup (user), GINT_TO_POINTER (online));
+  gpointer bits;
+
+  if (g_hash_table_lookup_extended (self->presence, user, NULL, &bits))
+    g_hash_table_insert (self->presence, g_strdup (user),
+                         GUINT_TO_POINTER ((GPOINTER_TO_UINT (bits) & PRESENCE_FIRST)
+                                           | (online ? PRESENCE_NOW : 0)));
+  else
+    g_hash_table_insert (self->presence, g_strdup (user),
+                         GUINT_TO_POINTER (online ? PRESENCE_NOW | PRESENCE_FIRST : 0));
   if (self->presence_id == 0 && self->fanout_id == 0)
     presence_schedule (self);
 }

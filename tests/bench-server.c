@@ -62,6 +62,9 @@
 /* A reconnecting client gives up on an attempt (a SYN lost to a full listen backlog waits
  * seconds for the kernel's retransmission) and tries afresh after this long. */
 #define RECONNECT_TIMEOUT_US (10 * G_USEC_PER_SEC)
+/* Key pairs made per worker for each second of a resumption phase (past them, the simulated
+ * clients make their own inside the phase). */
+#define RESUME_KEY_PAIRS_PER_S 1000
 /* The pinger's interval in the log-in storm. */
 #define PING_MS 10
 /* A logged-in client that has sent nothing this long sends a `ping` (PROTOCOL.md §5.1). */
@@ -160,9 +163,16 @@ typedef struct {
   guint              posts;     /* posts in flight */
 } Client;
 
+/* An X25519 key pair made before a timed phase, for one connection. */
+typedef struct {
+  guint8 secret[GCHAT_X25519_SIZE];
+  guint8 public_key[GCHAT_X25519_SIZE];
+} KeyPair;
+
 struct _Worker
 {
   GMainLoop      *loop; /* a worker process's own; NULL in the parent */
+  GArray         *key_pairs; /* KeyPair, each used once: the resumers' and reconnecters' */
   int             epoll_fd;
   guint           epoll_id;
   guint           sweep_id;
@@ -967,6 +977,41 @@ client_connect (Client *c)
   return TRUE;
 }
 
+/* The load generator's own X25519 key pairs are made before the timed phases that resume, so
+ * that they measure gchatd and not the simulated clients' key making: a real client makes its
+ * own on its own machine. The clients still compute their shared secrets inside the phases. */
+static void
+worker_make_key_pairs (Worker *w,
+                       guint   n)
+{
+  if (w->key_pairs == NULL)
+    w->key_pairs = g_array_new (FALSE, TRUE, sizeof (KeyPair));
+  while (w->key_pairs->len < n)
+    {
+      KeyPair pair;
+
+      if (!gchat_x25519_keypair (pair.secret, pair.public_key, NULL))
+        g_error ("bench-server: cannot make an X25519 key pair");
+      g_array_append_val (w->key_pairs, pair);
+      gchat_memzero (&pair, sizeof pair);
+    }
+}
+
+/* Each key pair is used once, then wiped; when none is left the handshake makes its own. */
+static void
+worker_use_key_pair (Worker         *w,
+                     GchatHandshake *handshake)
+{
+  KeyPair *pair;
+
+  if (w->key_pairs == NULL || w->key_pairs->len == 0)
+    return;
+  pair = &g_array_index (w->key_pairs, KeyPair, w->key_pairs->len - 1);
+  gchat_handshake_set_ephemeral (handshake, pair->secret, pair->public_key);
+  gchat_memzero (pair, sizeof *pair);
+  g_array_set_size (w->key_pairs, w->key_pairs->len - 1);
+}
+
 /* A new client, already registered with its worker, connecting. It may be closed already when
  * the connection failed at once. With @resume it resumes with @ticket instead of logging in;
  * either way a successful log-in leaves its new ticket there. */
@@ -995,6 +1040,8 @@ client_new_with (Worker     *w,
   c->handshake = c->resuming ? gchat_handshake_new_client_resume (w->server_key, ticket->ticket,
                                                                   ticket->secret)
                              : gchat_handshake_new_client (w->server_key);
+  if (c->resuming)
+    worker_use_key_pair (w, c->handshake);
   c->out = g_byte_array_new ();
   c->keep = role == ROLE_JOINER;
   if (role == ROLE_CHURN || role == ROLE_RESUMER || role == ROLE_STORM)
@@ -1243,6 +1290,9 @@ worker_free (Worker *w)
   g_free (w->join_name);
   worker_free_tickets (w->user_tickets, w->count);
   worker_free_tickets (w->resume_tickets, w->n_resume);
+  if (w->key_pairs != NULL)
+    gchat_memzero (w->key_pairs->data, w->key_pairs->len * sizeof (KeyPair));
+  g_clear_pointer (&w->key_pairs, g_array_unref);
   g_queue_clear (&w->free_slots);
   g_free (w->reconnect_at);
   g_free (w->seen);
@@ -1366,8 +1416,10 @@ worker_churn_refill (Worker *w)
 /* The resumers' accounts sign up (or log in) once, for their first tickets. */
 static void
 worker_resume_prep (Worker *w,
-                    guint   n)
+                    guint   n,
+                    guint   n_key_pairs)
 {
+  worker_make_key_pairs (w, n_key_pairs);
   if (w->n_resume >= n)
     {
       worker_reply ("resume-prep-done %u", w->n_resume);
@@ -1534,6 +1586,8 @@ worker_reconnect_arm (Worker *w,
   /* A user whose ticket is refused logs in with its password; every account exists. */
   for (guint i = 0; i < w->count; i++)
     w->use_auth[i] = TRUE;
+  /* Attempts while gchatd is down use some too. */
+  worker_make_key_pairs (w, 2 * w->count);
   worker_reply ("armed");
 }
 
@@ -1751,7 +1805,7 @@ worker_command (Worker     *w,
   else if (g_str_equal (words[0], "talk"))
     worker_talk_start (w, a, b);
   else if (g_str_equal (words[0], "resume-prep"))
-    worker_resume_prep (w, MAX (a, 1));
+    worker_resume_prep (w, MAX (a, 1), b);
   else if (g_str_equal (words[0], "reconnect-arm"))
     worker_reconnect_arm (w, a);
   else if (g_str_equal (words[0], "reconnect-wait"))
@@ -2769,7 +2823,9 @@ phase_resume (Bench            *b,
               HandshakeFigures *figures,
               const char       *label)
 {
-  g_autofree char *prep = g_strdup_printf ("resume-prep %u", b->resume_window);
+  /* Key pairs for up to RESUME_KEY_PAIRS_PER_S resumptions a second per worker. */
+  g_autofree char *prep = g_strdup_printf ("resume-prep %u %u", b->resume_window,
+                                           b->seconds * RESUME_KEY_PAIRS_PER_S);
   g_autofree char *command = g_strdup_printf ("resume %u %u", b->seconds, b->resume_window);
   g_autoptr(GPtrArray) lines = bench_ask (b, prep, "resume-prep-done", 120000);
   guint64 ready;

@@ -200,7 +200,7 @@ test_shared_server_ephemeral (void)
     {
       runs[i].server = gchat_handshake_new_server (server_key);
       runs[i].client = gchat_handshake_new_client (server_public);
-      gchat_handshake_set_server_ephemeral (runs[i].server, secret, public_key);
+      gchat_handshake_set_ephemeral (runs[i].server, secret, public_key);
       g_assert_true (gchat_handshake_step (runs[i].server, NULL, &runs[i].hello, &error));
       g_assert_no_error (error);
       g_assert_cmpmem ((const guint8 *) g_bytes_get_data (runs[i].hello, NULL) + HELLO_SERVER_EPH,
@@ -219,7 +219,7 @@ test_shared_server_ephemeral (void)
     g_autoptr(GchatHandshake) client_copy = gchat_handshake_new_client (server_public);
     g_autoptr(GBytes) client_key = NULL;
 
-    gchat_handshake_set_server_ephemeral (crossed, secret, public_key);
+    gchat_handshake_set_ephemeral (crossed, secret, public_key);
     g_assert_true (gchat_handshake_step (crossed, NULL, &hello, NULL));
     g_assert_true (gchat_handshake_step (client_copy, runs[0].hello, &client_key, NULL));
     if (gchat_handshake_step (crossed, client_key, &none, NULL))

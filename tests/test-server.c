@@ -195,6 +195,39 @@ test_presence_batched (TestFixture   *f,
   g_assert_cmpuint (frames, <=, 2);
 }
 
+/* A user who comes and goes within one batch window costs the sessions that were there before
+ * nothing, while a session that logged in in between (and so saw that user in its list) is
+ * told that the user left. */
+static void
+test_presence_net (TestFixture   *f,
+                   gconstpointer  data)
+{
+  g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
+  g_autoptr(TestClient) bob = NULL;
+  g_autoptr(TestClient) carol = NULL;
+  g_autoptr(TestClient) dave = NULL;
+  g_autoptr(GchatMessage) logout = gchat_message_new (GCHAT_MESSAGE_LOGOUT);
+  g_autoptr(GchatMessage) seen_by_alice = NULL;
+
+  /* alice's own join has gone out: from now on she is one of the sessions before the window. */
+  test_client_expect_presence (alice, "joined", "alice");
+
+  bob = test_client_log_in (f->port, "sign", "bob", TEST_PASSWORD);
+  carol = test_client_log_in (f->port, "sign", "carol", TEST_PASSWORD);
+  test_client_send (bob, logout);
+  test_client_expect_closed (bob);
+  dave = test_client_log_in (f->port, "sign", "dave", TEST_PASSWORD);
+
+  seen_by_alice = test_client_expect (alice, GCHAT_MESSAGE_PRESENCE);
+  g_assert_true (test_message_has_name (seen_by_alice, "joined", "carol"));
+  g_assert_true (test_message_has_name (seen_by_alice, "joined", "dave"));
+  g_assert_false (test_message_has_name (seen_by_alice, "joined", "bob"));
+  g_assert_false (test_message_has_name (seen_by_alice, "left", "bob"));
+
+  test_client_expect_presence (carol, "left", "bob");
+  test_client_ping (alice);
+}
+
 static void
 assert_same_key (GchatMessage *a,
                  GchatMessage *b)
@@ -867,6 +900,7 @@ main (int   argc,
   ADD ("/server/replay", test_replay, NULL);
   ADD ("/server/presence", test_presence, NULL);
   ADD ("/server/presence-batched", test_presence_batched, "# presence-ms 2000");
+  ADD ("/server/presence-net", test_presence_net, "# presence-ms 2000");
   ADD ("/server/talk", test_talk, NULL);
   ADD ("/server/endpoints", test_endpoints, NULL);
   ADD ("/server/talk-both-ways", test_talk_both_ways, NULL);

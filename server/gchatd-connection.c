@@ -673,7 +673,7 @@ close_timeout_cb (gpointer user_data)
 static void
 connection_finish_close (GchatdConnection *self)
 {
-  g_autoptr(GchatdConnection) hold = g_object_ref (self);
+  G_GNUC_UNUSED g_autoptr(GchatdConnection) hold = g_object_ref (self);
 
   if (self->closed)
     return;

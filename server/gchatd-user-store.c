@@ -1182,7 +1182,7 @@ queue_change (GchatdUserStore *self,
               GTask           *task,
               GError         **error)
 {
-  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&self->lock);
+  G_GNUC_UNUSED g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&self->lock);
   g_autoptr (GError) push_error = NULL;
 
   if (!admit_change (self, task_change (task), error))

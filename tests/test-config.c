@@ -22,8 +22,6 @@ static void
 fixture_set_up (Fixture       *fixture,
                 gconstpointer  user_data)
 {
-  g_autoptr (GError) error = NULL;
-
   fixture->dir = gchat_test_make_dir ("test-config");
   fixture->saved_cwd = g_get_current_dir ();
 }
@@ -523,7 +521,6 @@ test_too_large (Fixture       *fixture,
   g_autoptr (GchatConfig) config = NULL;
   g_autofree char *big = g_strnfill (2 * 1024 * 1024, '#');
   g_autofree char *path = write_file (fixture, "big.yaml", big, -1);
-  g_autofree char *just_right = NULL;
 
   config = gchat_config_new_from_file (path, &error);
   g_assert_null (config);

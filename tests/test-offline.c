@@ -321,7 +321,6 @@ test_account_deleted_offline (void)
   g_autoptr(TestDaemon) d = test_daemon_new (NULL);
   g_autoptr(TestClient) alice = NULL;
   g_autoptr(TestClient) bob = NULL;
-  g_autoptr(GchatMessage) users = NULL;
   g_autoptr(GchatMessage) message = NULL;
   g_autofree char *err = NULL;
   g_autofree char *box = NULL;

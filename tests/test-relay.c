@@ -128,8 +128,8 @@ static void
 test_not_logged_in (void)
 {
   static const char *const requests[] = {
-    "{\"type\":\"relay\",\"to\":\"bob\",\"datagram\":"
-    "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"id\":7}",
+    ("{\"type\":\"relay\",\"to\":\"bob\",\"datagram\":"
+     "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"id\":7}"),
     "{\"type\":\"post\",\"to\":\"bob\",\"msg_id\":1,\"text\":\"aGk=\",\"id\":7}",
     "{\"type\":\"mail-ack\",\"mail_id\":1,\"id\":7}",
     "{\"type\":\"receipt-ack\",\"receipt_id\":1,\"id\":7}",

@@ -206,8 +206,8 @@ test_revoked (TestFixture   *f,
 {
   g_auto(Ticket) t = { 0 };
   g_auto(Ticket) bobs = { 0 };
-  g_autoptr(TestClient) alice = log_in_with_ticket (f->port, "sign", "alice", &t);
-  g_autoptr(TestClient) bob = log_in_with_ticket (f->port, "sign", "bob", &bobs);
+  G_GNUC_UNUSED g_autoptr(TestClient) alice = log_in_with_ticket (f->port, "sign", "alice", &t);
+  G_GNUC_UNUSED g_autoptr(TestClient) bob = log_in_with_ticket (f->port, "sign", "bob", &bobs);
   g_autoptr(TestClient) c = NULL;
   g_autoptr(GchatMessage) result = NULL;
   g_autoptr(GError) error = NULL;

@@ -101,8 +101,6 @@ typedef struct
 static void
 fixture_setup (Fixture *fixture, gconstpointer user_data)
 {
-  g_autoptr(GError) error = NULL;
-
   fixture->dir = gchat_test_make_dir ("test-rsa-key");
 }
 

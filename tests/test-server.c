@@ -17,7 +17,8 @@ static void
 test_sign_up (TestFixture   *f,
               gconstpointer  data)
 {
-  g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
+  G_GNUC_UNUSED g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice",
+                                                                  TEST_PASSWORD);
   g_autoptr(TestClient) thief = test_client_connect (f->port);
   g_autoptr(TestClient) again = NULL;
   g_autoptr(GchatMessage) result = NULL;
@@ -44,7 +45,8 @@ static void
 test_bad_requests (TestFixture   *f,
                    gconstpointer  data)
 {
-  g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
+  G_GNUC_UNUSED g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice",
+                                                                  TEST_PASSWORD);
   g_autoptr(TestClient) c = test_client_connect (f->port);
   g_autoptr(GchatMessage) result = NULL;
   g_autoptr(GchatMessage) list = gchat_message_new (GCHAT_MESSAGE_LIST);
@@ -74,7 +76,8 @@ static void
 test_throttle (TestFixture   *f,
                gconstpointer  data)
 {
-  g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
+  G_GNUC_UNUSED g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice",
+                                                                  TEST_PASSWORD);
   g_autoptr(TestClient) c = test_client_connect (f->port);
   g_autoptr(GchatMessage) result = NULL;
 
@@ -388,7 +391,8 @@ test_talk_new_session (TestFixture   *f,
                        gconstpointer  data)
 {
   g_autoptr(TestClient) alice = test_client_log_in (f->port, "sign", "alice", TEST_PASSWORD);
-  g_autoptr(TestClient) bob = test_client_log_in (f->port, "sign", "bob", TEST_PASSWORD);
+  G_GNUC_UNUSED g_autoptr(TestClient) bob = test_client_log_in (f->port, "sign", "bob",
+                                                                TEST_PASSWORD);
   g_autoptr(TestClient) bob_again = NULL;
   g_autoptr(GchatMessage) first = test_client_request (alice, "talk", "bob", NULL);
   g_autoptr(GchatMessage) same = test_client_request (alice, "talk", "bob", NULL);
@@ -517,7 +521,6 @@ test_tampered (TestFixture   *f,
 {
   g_autoptr(TestClient) c = test_client_connect (f->port);
   g_autoptr(TestClient) d = test_client_connect (f->port);
-  g_autoptr(GchatMessage) ping = gchat_message_new (GCHAT_MESSAGE_PING);
   g_autoptr(GchatMessage) error = NULL;
   g_autoptr(GBytes) frame = NULL;
   guint8 *bytes;

@@ -33,8 +33,6 @@ static void
 fixture_set_up (Fixture       *fixture,
                 gconstpointer  user_data)
 {
-  g_autoptr (GError) error = NULL;
-
   fixture->dir = gchat_test_make_dir ("test-user-store");
   fixture->path = g_build_filename (fixture->dir, "users.json", NULL);
 }
@@ -847,7 +845,6 @@ test_replace_and_reload (Fixture       *fixture,
   g_autoptr (GchatdUserRecord) after = NULL;
   g_autoptr (GchatdUserRecord) found = NULL;
   g_autoptr (GPtrArray) records = NULL;
-  g_autoptr (GError) error = NULL;
   g_auto (Results) results = { 0 };
   GchatArgon2Params params = { .memory_kib = 4096, .iterations = 3, .parallelism = 2 };
   guint8 salt[GCHATD_USER_SALT_SIZE];
@@ -960,7 +957,6 @@ test_change_order (Fixture       *fixture,
   const guint n_old = 5000;
   g_autoptr (GchatdUserStore) store = NULL;
   g_autoptr (GchatdUserStore) reloaded = NULL;
-  g_autoptr (GError) error = NULL;
   g_auto (Results) first = { 0 };
   g_auto (Results) second = { 0 };
   g_auto (Results) readd = { 0 };
@@ -1012,7 +1008,6 @@ test_change_fails_cleanly (Fixture       *fixture,
   g_autoptr (GchatdUserRecord) after = NULL;
   g_autoptr (GError) replace_error = NULL;
   g_autoptr (GError) remove_error = NULL;
-  g_autoptr (GError) error = NULL;
   g_autoptr (GBytes) file_before = NULL;
   g_autoptr (GBytes) file_after = NULL;
   g_autofree char *folder = NULL;

@@ -76,8 +76,9 @@
 /* Sign-up progress is shown this often, in seconds. */
 #define PROGRESS_S 30
 #define SIGN_UP_MAX_MS (2 * 60 * 60 * 1000)
-/* gchatd's configured connection limit; the bench stays below it. */
-#define MAX_CONNECTIONS 19000
+/* gchatd's configured connection limit; the bench stays below it. A process may open 20,000
+ * files here: this leaves gchatd room for its listening sockets, logs and data files. */
+#define MAX_CONNECTIONS 19800
 /* A process may open this many files here, and each client is one. */
 #define MAX_CLIENTS_PER_WORKER 18000
 
@@ -3323,8 +3324,9 @@ print_table (Bench *b)
                                                 "(p50 / p99 / max)", b->clients);
 
   sessions = b->online < 0 ? g_strdup ("not measured")
-                           : g_strdup_printf ("%d of %u (gchatd listed %d with the joiner)",
-                                             b->online, b->clients, b->listed);
+             : b->listed < 0 ? g_strdup_printf ("%d of %u", b->online, b->clients)
+             : g_strdup_printf ("%d of %u (gchatd listed %d with the joiner)", b->online,
+                                b->clients, b->listed);
   memory = !b->memory_measured ? g_strdup ("not measured")
            : g_strdup_printf ("**%.1f KiB** private (%.1f KiB of RSS)",
                              (b->after.private_bytes - b->base0.private_bytes) / (double) b->clients,
@@ -3341,8 +3343,8 @@ print_table (Bench *b)
                             percentile (b->join_answered, 1.0) / 1e3);
 
   printf ("\n| measure | result | target |\n| --- | --- | --- |\n");
-  print_row ("Sessions held, logged in and idle", sessions, "10,000");
-  print_row ("gchatd memory per idle session", memory, "≤ 16 KiB");
+  print_row ("Sessions held, logged in and idle", sessions, "19,000");
+  print_row ("gchatd memory per idle session", memory, "≤ 12 KiB");
   print_row (hs_idle_label, hs_idle, "≥ 80 %");
   print_row ("Handshakes per second, no sessions", hs_empty, "≥ 80 %");
   print_row ("Pair keys issued per second", talk, "≥ 20,000/s");

@@ -2357,8 +2357,12 @@ bench_stop_gchatd (Bench *b)
   if (!b->gchatd_exited)
     {
       g_printerr ("bench-server: gchatd did not stop within 5 s of SIGTERM; killing it\n");
+      print_gchatd_log_tail (b);
       g_subprocess_force_exit (b->gchatd);
-      g_subprocess_wait (b->gchatd, NULL, NULL);
+      /* Its exit callback must have run before another gchatd starts, or it would be taken
+       * for the new one's. */
+      while (!b->gchatd_exited)
+        g_main_context_iteration (NULL, TRUE);
     }
   else if (!g_subprocess_get_if_exited (b->gchatd) || g_subprocess_get_exit_status (b->gchatd) != 0)
     {

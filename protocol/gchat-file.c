@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /* Files replaced whole and durably: a crash leaves the old file or the new one, never a mix. */
 
+#define _GNU_SOURCE /* syncfs */
+
 #include "config.h"
 
 #include <errno.h>
@@ -113,6 +115,60 @@ gchat_file_sync_folder (const char  *path,
   saved_errno = fsync (fd) == 0 ? 0 : errno;
   close (fd);
   if (saved_errno != 0 && saved_errno != EINVAL)
+    return set_errno_error (error, saved_errno);
+  return TRUE;
+}
+
+gboolean
+gchat_file_write_temp (const char     *path,
+                       gconstpointer   data,
+                       gsize           len,
+                       int             mode,
+                       char          **temp,
+                       GError        **error)
+{
+  g_autofree char *name = NULL;
+  int fd;
+  int saved_errno = 0;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  g_return_val_if_fail (temp != NULL, FALSE);
+
+  name = g_strconcat (path, ".XXXXXX", NULL);
+  fd = g_mkstemp_full (name, O_WRONLY | O_CLOEXEC, mode);
+  if (fd < 0)
+    return set_errno_error (error, errno);
+  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len))
+    saved_errno = errno;
+  if (close (fd) != 0 && saved_errno == 0)
+    saved_errno = errno;
+  if (saved_errno != 0)
+    {
+      g_unlink (name);
+      return set_errno_error (error, saved_errno);
+    }
+  *temp = g_steal_pointer (&name);
+  return TRUE;
+}
+
+gboolean
+gchat_file_sync_fs (const char  *path,
+                    GError     **error)
+{
+  g_autofree char *folder = NULL;
+  int fd, saved_errno;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  folder = g_path_get_dirname (path);
+  fd = g_open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  if (fd < 0)
+    return set_errno_error (error, errno);
+  /* Since Linux 5.8 syncfs() also reports a failed writeback of any file since the last call. */
+  saved_errno = syncfs (fd) == 0 ? 0 : errno;
+  close (fd);
+  if (saved_errno != 0)
     return set_errno_error (error, saved_errno);
   return TRUE;
 }

@@ -26,6 +26,20 @@ gboolean  gchat_file_replace     (const char    *path,
                                   gsize          len,
                                   int            mode,
                                   GError       **error);
+/* The parts of gchat_file_replace() for a writer that replaces many files at once: each fsync
+ * costs about a millisecond, and a batch of thousands of files took seconds.
+ * gchat_file_write_temp() writes @data to a new temporary file beside @path (mode @mode) and
+ * returns its name in @temp, not yet durable; gchat_file_sync_fs() makes everything written on
+ * @path's file system durable in one call (syncfs); then each temporary file is renamed over
+ * its file, and one gchat_file_sync_folder() makes the renames durable. Errors as above. */
+gboolean  gchat_file_write_temp  (const char    *path,
+                                  gconstpointer  data,
+                                  gsize          len,
+                                  int            mode,
+                                  char         **temp,
+                                  GError       **error);
+gboolean  gchat_file_sync_fs     (const char    *path,
+                                  GError       **error);
 /* Makes a rename or an unlink in @path's folder durable. A file system that cannot sync a
  * folder (EINVAL) has nothing to sync there either, and counts as success. */
 gboolean  gchat_file_sync_folder (const char    *path,

@@ -1059,36 +1059,6 @@ set_save_error (GError     **error,
   return FALSE;
 }
 
-/* Saves one user's box, or deletes its file when nothing is left in it. */
-static gboolean
-save_box (const char *path,
-          const char *key,
-          GPtrArray  *mail,
-          GPtrArray  *receipts,
-          GError    **error)
-{
-  g_autoptr (GError) local_error = NULL;
-  GString *text;
-  gboolean ok;
-
-  if (mail->len == 0 && receipts->len == 0)
-    {
-      if (g_unlink (path) != 0 && errno != ENOENT)
-        return set_save_error (error, path, g_strerror (errno));
-      ok = gchat_file_sync_folder (path, &local_error);
-    }
-  else
-    {
-      /* The text is message bodies: wipe it rather than leave it in freed memory. */
-      text = serialize (key, mail, receipts);
-      ok = gchat_file_replace (path, text->str, text->len, 0600, &local_error);
-      gchat_memzero (text->str, text->len);
-      g_string_free (text, TRUE);
-    }
-
-  return ok || set_save_error (error, path, local_error->message);
-}
-
 /* Changes and the writer ----------------------------------------------------------------------- */
 
 typedef enum {
@@ -1200,6 +1170,7 @@ typedef struct {
   gboolean   dirty;
   gboolean   saved;
   GError    *error;
+  char      *temp; /* while saving: its new file, written but not renamed yet */
 } Snapshot;
 
 static void
@@ -1210,6 +1181,9 @@ snapshot_free (gpointer data)
   g_ptr_array_unref (snapshot->mail);
   g_ptr_array_unref (snapshot->receipts);
   g_clear_error (&snapshot->error);
+  if (snapshot->temp != NULL)
+    g_unlink (snapshot->temp);
+  g_free (snapshot->temp);
   g_free (snapshot);
 }
 
@@ -1309,11 +1283,63 @@ apply_change (GchatdMailbox *self,
     }
 }
 
-/* Saves every dirty snapshot; returns how many files were written or deleted. */
+/* Writes @snapshot's new file beside @path, or deletes its file when nothing is left in it. */
+static gboolean
+write_box (const char *path,
+           const char *key,
+           Snapshot   *snapshot,
+           GError    **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  GString *text;
+  gboolean ok;
+
+  if (snapshot->mail->len == 0 && snapshot->receipts->len == 0)
+    {
+      if (g_unlink (path) != 0 && errno != ENOENT)
+        return set_save_error (error, path, g_strerror (errno));
+      return TRUE;
+    }
+  /* The text is message bodies: wipe it rather than leave it in freed memory. */
+  text = serialize (key, snapshot->mail, snapshot->receipts);
+  ok = gchat_file_write_temp (path, text->str, text->len, 0600, &snapshot->temp, &local_error);
+  gchat_memzero (text->str, text->len);
+  g_string_free (text, TRUE);
+  return ok || set_save_error (error, path, local_error->message);
+}
+
+/* Fails every snapshot of the save that has not failed yet: their new files are not durable. */
+static void
+fail_pending (GHashTable   *snapshots,
+              const char   *path,
+              const GError *error)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, snapshots);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Snapshot *snapshot = value;
+
+      if (snapshot->dirty && snapshot->error == NULL)
+        set_save_error (&snapshot->error, path, error->message);
+    }
+}
+
+/* Saves every dirty snapshot; returns how many files were written or deleted.
+ *
+ * Each file used to be written, fsynced, renamed and its folder fsynced in turn: with receipts
+ * for ten thousand senders that was twenty thousand fsyncs, seconds of saving (and of waiting
+ * at a stop). Now every new file is written first, one syncfs() makes them all durable, the
+ * renames follow and one fsync of the folder makes those durable. A crash still leaves each box
+ * as it was or as it is now, never a mix; a box that cannot be written fails alone. */
 static guint
 save_snapshots (GchatdMailbox *self,
                 GHashTable    *snapshots)
 {
+  g_autoptr (GError) error = NULL;
+  g_autofree char *any_path = box_path (self, "x");
   GHashTableIter iter;
   gpointer key, value;
   guint n_saved = 0;
@@ -1322,17 +1348,42 @@ save_snapshots (GchatdMailbox *self,
   while (g_hash_table_iter_next (&iter, &key, &value))
     {
       Snapshot *snapshot = value;
-      g_autofree char *path = NULL;
+      g_autofree char *path = box_path (self, key);
 
-      if (!snapshot->dirty)
-        continue;
-      path = box_path (self, key);
-      snapshot->saved = save_box (path, key, snapshot->mail, snapshot->receipts,
-                                  &snapshot->error);
-      if (snapshot->saved)
-        n_saved++;
+      if (snapshot->dirty)
+        write_box (path, key, snapshot, &snapshot->error);
     }
+  if (!gchat_file_sync_fs (any_path, &error))
+    {
+      fail_pending (snapshots, self->folder, error);
+      return 0;
+    }
+  g_hash_table_iter_init (&iter, snapshots);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    {
+      Snapshot *snapshot = value;
+      g_autofree char *path = box_path (self, key);
 
+      if (!snapshot->dirty || snapshot->error != NULL || snapshot->temp == NULL)
+        continue;
+      if (g_rename (snapshot->temp, path) != 0)
+        set_save_error (&snapshot->error, path, g_strerror (errno));
+      else
+        g_clear_pointer (&snapshot->temp, g_free);
+    }
+  if (!gchat_file_sync_folder (any_path, &error))
+    {
+      fail_pending (snapshots, self->folder, error);
+      return 0;
+    }
+  g_hash_table_iter_init (&iter, snapshots);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Snapshot *snapshot = value;
+
+      snapshot->saved = snapshot->dirty && snapshot->error == NULL;
+      n_saved += snapshot->saved;
+    }
   return n_saved;
 }
 

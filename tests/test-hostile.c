@@ -202,10 +202,7 @@ test_oversize_length (TestFixture   *f,
   test_client_wait_closed (unauthenticated, TRUE);
   /* A session may have presence on its way: not silently. */
   send_length (logged_in, GCHAT_FRAME_MAX_PAYLOAD + 1);
-  test_client_wait_closed (logged_in, FALSE);
-
-  test_client_expect_presence (good, "left", "bob");
-  assert_others_served (f, good, 1);
+  assert_cut (f, logged_in, FALSE, "bob", good);
 }
 
 /* A client key cut in half, and a client that has a sealed channel and pings but never logs
@@ -342,9 +339,7 @@ test_replayed_handshake (TestFixture   *f,
   test_client_ping (victim);
   test_client_send_raw (victim, g_bytes_get_data (victim->last_frame, NULL),
                         g_bytes_get_size (victim->last_frame));
-  test_client_wait_closed (victim, FALSE);
-  test_client_expect_presence (good, "left", "bob");
-  assert_others_served (f, good, 1);
+  assert_cut (f, victim, FALSE, "bob", good);
   g_assert_cmpuint (gchatd_server_get_n_sessions (f->server), ==, 1);
 }
 

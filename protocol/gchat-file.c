@@ -119,27 +119,25 @@ gchat_file_sync_folder (const char  *path,
   return TRUE;
 }
 
-gboolean
-gchat_file_write_temp (const char     *path,
-                       gconstpointer   data,
-                       gsize           len,
-                       int             mode,
-                       char          **temp,
-                       GError        **error)
+/* Writes @data to a new temporary file beside @path, mode @mode whatever the umask, fsynced
+ * when @sync; its name goes in @temp. On failure no file is left. */
+static gboolean
+write_temp (const char     *path,
+            gconstpointer   data,
+            gsize           len,
+            int             mode,
+            gboolean        sync,
+            char          **temp,
+            GError        **error)
 {
-  g_autofree char *name = NULL;
-  int fd;
+  g_autofree char *name = g_strconcat (path, ".XXXXXX", NULL);
+  int fd = g_mkstemp_full (name, O_WRONLY | O_CLOEXEC, mode);
   int saved_errno = 0;
 
-  g_return_val_if_fail (path != NULL, FALSE);
-  g_return_val_if_fail (data != NULL || len == 0, FALSE);
-  g_return_val_if_fail (temp != NULL, FALSE);
-
-  name = g_strconcat (path, ".XXXXXX", NULL);
-  fd = g_mkstemp_full (name, O_WRONLY | O_CLOEXEC, mode);
   if (fd < 0)
     return set_errno_error (error, errno);
-  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len))
+  /* fchmod: the umask may have taken bits from @mode that the file must have. */
+  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len) || (sync && fsync (fd) != 0))
     saved_errno = errno;
   if (close (fd) != 0 && saved_errno == 0)
     saved_errno = errno;
@@ -150,6 +148,21 @@ gchat_file_write_temp (const char     *path,
     }
   *temp = g_steal_pointer (&name);
   return TRUE;
+}
+
+gboolean
+gchat_file_write_temp (const char     *path,
+                       gconstpointer   data,
+                       gsize           len,
+                       int             mode,
+                       char          **temp,
+                       GError        **error)
+{
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  g_return_val_if_fail (temp != NULL, FALSE);
+
+  return write_temp (path, data, len, mode, FALSE, temp, error);
 }
 
 gboolean
@@ -181,26 +194,16 @@ gchat_file_replace (const char     *path,
                     GError        **error)
 {
   g_autofree char *temp = NULL;
-  int fd;
-  int saved_errno = 0;
 
   g_return_val_if_fail (path != NULL, FALSE);
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
 
-  temp = g_strconcat (path, ".XXXXXX", NULL);
-  fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, mode);
-  if (fd < 0)
-    return set_errno_error (error, errno);
-
-  /* fchmod: the umask may have taken bits from @mode that the file must have. */
-  if (fchmod (fd, mode) != 0 || !write_all (fd, data, len) || fsync (fd) != 0)
-    saved_errno = errno;
-  if (close (fd) != 0 && saved_errno == 0)
-    saved_errno = errno;
-  if (saved_errno == 0 && g_rename (temp, path) != 0)
-    saved_errno = errno;
-  if (saved_errno != 0)
+  if (!write_temp (path, data, len, mode, TRUE, &temp, error))
+    return FALSE;
+  if (g_rename (temp, path) != 0)
     {
+      int saved_errno = errno;
+
       g_unlink (temp);
       return set_errno_error (error, saved_errno);
     }

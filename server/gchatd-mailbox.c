@@ -1308,6 +1308,25 @@ write_box (const char *path,
   return ok || set_save_error (error, path, local_error->message);
 }
 
+/* Deletes the new files not renamed, now: the changes' callers may look at the folder as soon
+ * as they hear of the failure, before the snapshots are freed. */
+static void
+drop_temps (GHashTable *snapshots)
+{
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, snapshots);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Snapshot *snapshot = value;
+
+      if (snapshot->temp != NULL)
+        g_unlink (snapshot->temp);
+      g_clear_pointer (&snapshot->temp, g_free);
+    }
+}
+
 /* Fails every snapshot of the save that has not failed yet: their new files are not durable. */
 static void
 fail_pending (GHashTable   *snapshots,
@@ -1356,6 +1375,7 @@ save_snapshots (GchatdMailbox *self,
   if (!gchat_file_sync_fs (any_path, &error))
     {
       fail_pending (snapshots, self->folder, error);
+      drop_temps (snapshots);
       return 0;
     }
   g_hash_table_iter_init (&iter, snapshots);
@@ -1367,9 +1387,11 @@ save_snapshots (GchatdMailbox *self,
       if (!snapshot->dirty || snapshot->error != NULL || snapshot->temp == NULL)
         continue;
       if (g_rename (snapshot->temp, path) != 0)
-        set_save_error (&snapshot->error, path, g_strerror (errno));
-      else
-        g_clear_pointer (&snapshot->temp, g_free);
+        {
+          set_save_error (&snapshot->error, path, g_strerror (errno));
+          g_unlink (snapshot->temp);
+        }
+      g_clear_pointer (&snapshot->temp, g_free);
     }
   if (!gchat_file_sync_folder (any_path, &error))
     {

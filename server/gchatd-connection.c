@@ -1505,8 +1505,7 @@ run_handshake_job (GchatdConnection *self,
   g_autoptr(GTask) task = g_task_new (self, NULL, done, NULL);
 
   g_task_set_source_tag (task, func);
-  if (input != NULL)
-    g_task_set_task_data (task, g_bytes_ref (input), (GDestroyNotify) g_bytes_unref);
+  g_task_set_task_data (task, g_bytes_ref (input), (GDestroyNotify) g_bytes_unref);
   self->paused = TRUE;
   gchatd_worker_pool_run (gchatd_server_get_crypto_threads (self->server), task, func);
 }

@@ -1361,7 +1361,7 @@ save_snapshots (GchatdMailbox *self,
   g_autofree char *any_path = box_path (self, "x");
   GHashTableIter iter;
   gpointer key, value;
-  guint n_saved = 0;
+  guint n_saved = 0, n_dirty = 0;
 
   g_hash_table_iter_init (&iter, snapshots);
   while (g_hash_table_iter_next (&iter, &key, &value))
@@ -1369,9 +1369,14 @@ save_snapshots (GchatdMailbox *self,
       Snapshot *snapshot = value;
       g_autofree char *path = box_path (self, key);
 
-      if (snapshot->dirty)
-        write_box (path, key, snapshot, &snapshot->error);
+      if (!snapshot->dirty)
+        continue;
+      n_dirty++;
+      write_box (path, key, snapshot, &snapshot->error);
     }
+  /* Changes that changed nothing (a removal of what was gone already) need no sync. */
+  if (n_dirty == 0)
+    return 0;
   if (!gchat_file_sync_fs (any_path, &error))
     {
       fail_pending (snapshots, self->folder, error);

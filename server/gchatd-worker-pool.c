@@ -87,14 +87,6 @@ gchatd_worker_pool_free (GchatdWorkerPool *self)
   g_free (self);
 }
 
-guint
-gchatd_worker_pool_get_threads (GchatdWorkerPool *self)
-{
-  g_return_val_if_fail (self != NULL, 0);
-
-  return (guint) g_thread_pool_get_max_threads (self->threads);
-}
-
 void
 gchatd_worker_pool_run (GchatdWorkerPool *self,
                         GTask            *task,

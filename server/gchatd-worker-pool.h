@@ -20,7 +20,6 @@ GchatdWorkerPool *gchatd_worker_pool_new         (const char       *name,
 /* Runs the jobs already queued, waits for them (unless called on one of the pool's own
  * threads), then ends the threads. */
 void              gchatd_worker_pool_free        (GchatdWorkerPool *self);
-guint             gchatd_worker_pool_get_threads (GchatdWorkerPool *self);
 
 /* As g_task_run_in_thread(), on one of the pool's threads: @func must return a value on @task,
  * which then calls back in the task's main context as usual. Jobs run in the order queued. */
